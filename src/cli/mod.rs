@@ -1,0 +1,287 @@
+//! The command line: clap types only. Nothing here does I/O; `crate::app` turns
+//! these into requests for the domain modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Configuration is read from gantry.toml in the current directory or the nearest parent
+(or --config). Settings resolve as: command-line flag > GANTRY_* environment variable >
+gantry.toml > default. Any key of gantry.toml can be overridden from the environment
+with its path in upper case joined by double underscores, for example
+GANTRY_ENVIRONMENTS__PRD__RELEASE_BUCKET=acme-releases.
+
+Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 health gate failed and rolled back,
+4 rollback failed (manual action needed), 5 approval missing or rejected,
+6 environment locked, 130 interrupted.";
+
+/// gantry takes a release from source to production: it packages reproducible
+/// artifacts, publishes them to S3 and images to ECR, starts CodePipeline with an
+/// approval gate for production, and runs health-gated cutovers with automatic
+/// rollback.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Path to gantry.toml (default: search the current directory and its parents)
+    #[arg(long, global = true, env = "GANTRY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Environment to act on, as named under [environments] in gantry.toml
+    #[arg(
+        long = "env",
+        short = 'e',
+        global = true,
+        env = "GANTRY_ENV",
+        value_name = "NAME"
+    )]
+    pub env: Option<String>,
+
+    /// Output format: human text on stderr, or JSON on stdout for scripts
+    #[arg(long, global = true, env = "GANTRY_OUTPUT", value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// More detail (-v: debug logs, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Readable text on stderr, progress bars on a terminal
+    Human,
+    /// One JSON document (or JSON lines for streaming commands) on stdout
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter gantry.toml in the current directory
+    Init(InitArgs),
+    /// Show the exact steps `deploy` would take, without changing anything
+    Plan(EnvTargetArgs),
+    /// Build every artifact into reproducible zips with SHA256SUMS and release.json
+    Package(PackageArgs),
+    /// Upload the packaged release to the environment's S3 release bucket
+    Publish(PublishArgs),
+    /// Container images: push to ECR without a Docker daemon
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// AWS CodePipeline: start, watch and inspect the environment's pipeline
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Approve the pending manual approval of the environment's pipeline
+    Approve(ApprovalArgs),
+    /// Reject the pending manual approval of the environment's pipeline
+    Reject(ApprovalArgs),
+    /// Cut the environment's targets over to a release, health-gated, rolling back on failure
+    Deploy(DeployArgs),
+    /// Go back to the previous good release (or --to VERSION), health-gated
+    Rollback(RollbackArgs),
+    /// Cut a new version: tag, changelog, GitHub release, then publish to production
+    Release(ReleaseArgs),
+    /// What is live per target, any deployment in flight, and who holds the lock
+    Status(EnvTargetArgs),
+    /// Past deployments of the environment, newest first
+    History(HistoryArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing gantry.toml
+    #[arg(long)]
+    pub force: bool,
+    /// Project name (default: the current directory's name)
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// Release version (semver; a leading `v` is accepted). Default: from git tags
+    #[arg(long = "version", env = "GANTRY_VERSION", value_name = "SEMVER")]
+    pub release_version: Option<String>,
+    /// Output folder (default: `dist` beside gantry.toml, or [project].dist)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Package only these artifacts (repeatable)
+    #[arg(long = "artifact", short = 'a', value_name = "NAME")]
+    pub artifacts: Vec<String>,
+    /// Do not run the artifacts' build commands
+    #[arg(long)]
+    pub skip_build: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Version to publish (default: the one in the packaged release.json)
+    #[arg(long = "version", value_name = "SEMVER")]
+    pub release_version: Option<String>,
+    /// Folder holding the packaged release (default: dist)
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
+    /// Replace objects of an already published version whose bytes differ
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Push an image to its ECR repository, only when its inputs changed
+    Push(ImagePushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    /// Image name under [images] (default: every image)
+    pub name: Option<String>,
+    /// Also tag the image with this release version
+    #[arg(long = "version", value_name = "SEMVER")]
+    pub release_version: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Start the environment's pipeline for a published release
+    Start(PipelineStartArgs),
+    /// Follow an execution stage by stage until it ends
+    Watch(PipelineWatchArgs),
+    /// The latest executions and the state of each stage
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineStartArgs {
+    /// Published version to release (default: the latest published)
+    #[arg(long = "version", value_name = "SEMVER")]
+    pub release_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineWatchArgs {
+    /// Execution to follow (default: the latest)
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+    /// Give up after this long (e.g. 45m)
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalArgs {
+    /// Pipeline execution the approval belongs to (default: the one waiting)
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+    /// A comment recorded with the decision
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvTargetArgs {
+    /// Limit to these targets (repeatable)
+    #[arg(long = "target", short = 't', value_name = "NAME")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Release version to deploy (default: package the working tree, for dev)
+    #[arg(long = "version", value_name = "SEMVER")]
+    pub release_version: Option<String>,
+    /// Limit to these targets (repeatable)
+    #[arg(long = "target", short = 't', value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Wait this long for another deployment's lock instead of exiting with code 6
+    #[arg(long, value_name = "DURATION")]
+    pub wait_lock: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Version to go back to (default: the previous good release)
+    #[arg(long, value_name = "SEMVER")]
+    pub to: Option<String>,
+    /// Limit to these targets (repeatable)
+    #[arg(long = "target", short = 't', value_name = "NAME")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Which part of the version to bump (auto: from conventional commits)
+    #[arg(long, value_enum, default_value_t = Bump::Auto)]
+    pub bump: Bump,
+    /// Pre-release label, e.g. rc for 1.3.0-rc.1
+    #[arg(long, value_name = "LABEL")]
+    pub pre: Option<String>,
+    /// Print the version, changelog and every step without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bump {
+    Auto,
+    Major,
+    Minor,
+    Patch,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many deployments to show
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "gantry", "package", "--output", "json", "-vv", "--env", "dev",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(cli.global.env.as_deref(), Some("dev"));
+    }
+
+    #[test]
+    fn verbose_and_quiet_conflict() {
+        let err = Cli::try_parse_from(["gantry", "-v", "-q", "status"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

@@ -1,0 +1,110 @@
+//! gantry.toml: finding it, parsing it with exact error locations, per-environment
+//! overrides, `GANTRY_*` environment overrides, and validation.
+
+mod model;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use values::*;
+
+/// The file name gantry looks for.
+pub const FILE_NAME: &str = "gantry.toml";
+
+/// A loaded, validated gantry.toml.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its folder: relative paths in the file are relative to this.
+    pub dir: PathBuf,
+    pub config: Config,
+    /// Each environment's targets with its overrides merged in.
+    pub env_targets: BTreeMap<Name, BTreeMap<Name, Target>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no {FILE_NAME} found in {} or any parent folder", start.display())]
+    NotFound { start: PathBuf },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NotFound { .. } => Some(
+                "run `gantry init` to write a starter gantry.toml, or pass --config PATH".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Finds gantry.toml in `start` or the nearest parent folder.
+pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| ConfigError::NotFound {
+            start: start.to_owned(),
+        })
+}
+
+/// Reads and validates the file at `path`, applying `GANTRY_*` overrides from the process environment.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Ok(Loaded {
+        path: path.to_owned(),
+        dir,
+        config,
+        env_targets: BTreeMap::new(),
+    })
+}
+
+/// The commented starter file `gantry init` writes.
+pub fn starter(project: &Name) -> String {
+    include_str!("starter.toml").replace("{{name}}", project.as_str())
+}
+
+/// A valid project name derived from a folder name (`My App` -> `my-app`).
+pub fn project_name_from_dir(dir: &Path) -> String {
+    let raw = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("app")
+        .to_ascii_lowercase();
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "app-");
+    }
+    name.truncate(63);
+    name
+}

@@ -1,0 +1,486 @@
+//! The types of gantry.toml. Every struct denies unknown fields; values with rules
+//! are newtypes (see `values.rs`) so a bad value fails where it is written.
+//!
+//! Shapes that would need serde's internally tagged or flattened enums are kept flat
+//! (a `kind`/`type` key plus optional settings) and checked in `validate.rs`:
+//! serde buffers tagged enums and loses the line and column of errors inside them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::values::{
+    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, StateUrl,
+    StatusRange,
+};
+
+/// A whole gantry.toml.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The project being released.
+    pub project: Project,
+    /// Release artifacts, each packaged into one zip: `[artifacts.NAME]`.
+    #[serde(default)]
+    pub artifacts: BTreeMap<Name, Artifact>,
+    /// Container images pushed to ECR: `[images.NAME]`.
+    #[serde(default)]
+    pub images: BTreeMap<Name, Image>,
+    /// Deployment environments (dev, stg, prd, ...): `[environments.NAME]`.
+    #[serde(default)]
+    pub environments: BTreeMap<Name, Environment>,
+    /// Deploy targets, referred to by environments: `[targets.NAME]`.
+    #[serde(default)]
+    pub targets: BTreeMap<Name, Target>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Project name, used in artifact keys: `s3://BUCKET/PREFIX/PROJECT/VERSION/`.
+    pub name: Name,
+    /// Where `gantry package` writes, relative to gantry.toml. Default: `dist`.
+    #[serde(default)]
+    pub dist: Option<RelPath>,
+}
+
+/// One release artifact: a folder packaged into a reproducible zip.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Folder whose files go into the zip, relative to gantry.toml.
+    pub root: RelPath,
+    /// Files to include, as gitignore-style globs relative to `root`. Default: everything.
+    #[serde(default = "default_include")]
+    pub include: Vec<Glob>,
+    /// Files to leave out, as gitignore-style globs relative to `root`.
+    #[serde(default)]
+    pub exclude: Vec<Glob>,
+    /// Skip files ignored by `.gitignore` files under `root`. Default: true.
+    #[serde(default = "yes")]
+    pub gitignore: bool,
+    /// Shell command run first, in the folder of gantry.toml, with GANTRY_VERSION,
+    /// GANTRY_ARTIFACT and SOURCE_DATE_EPOCH set.
+    #[serde(default)]
+    pub build: Option<String>,
+}
+
+fn default_include() -> Vec<Glob> {
+    vec![Glob::any()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A container image. Exactly one source: `oci_layout`, `oci_archive`,
+/// `docker_archive` (built by any tool), or `base` plus `layers` (assembled by gantry).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// ECR repository name, e.g. `acme/deployer`.
+    pub repository: String,
+    /// Paths whose content decides whether the image changed (globs, relative to gantry.toml).
+    pub inputs: Vec<Glob>,
+    /// An OCI image layout folder produced by a builder.
+    #[serde(default)]
+    pub oci_layout: Option<RelPath>,
+    /// An OCI image layout as a tar archive.
+    #[serde(default)]
+    pub oci_archive: Option<RelPath>,
+    /// A `docker save` tarball.
+    #[serde(default)]
+    pub docker_archive: Option<RelPath>,
+    /// Base image to assemble on: `scratch` or a reference pinned by digest.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// File layers added on top of `base`, in order.
+    #[serde(default)]
+    pub layers: Vec<Layer>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// Local files added to an assembled image.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// File or folder, relative to gantry.toml.
+    pub src: RelPath,
+    /// Absolute path inside the image.
+    pub dest: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// AWS region, e.g. `us-east-1`.
+    #[serde(default)]
+    pub region: Option<Region>,
+    /// AWS account id (12 digits): gantry refuses to act with credentials for another account.
+    #[serde(default)]
+    pub account: Option<AccountId>,
+    /// S3 bucket releases are published to.
+    #[serde(default)]
+    pub release_bucket: Option<BucketName>,
+    /// Key prefix inside the release bucket. Default: `releases`.
+    #[serde(default)]
+    pub release_prefix: Option<String>,
+    /// CodePipeline name that deploys this environment.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// `required`: never deployed without a pipeline approval for the release.
+    #[serde(default)]
+    pub approval: Approval,
+    /// IAM role assumed for this environment (GitHub OIDC in Actions).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Targets deployed in this environment, in order.
+    #[serde(default)]
+    pub targets: Vec<Name>,
+    /// Where the deployment ledger and lock live: a folder (`.gantry/state/dev`,
+    /// `file:///abs/path`) or `s3://bucket/prefix`. Default: `.gantry/state/ENV`.
+    #[serde(default)]
+    pub state: Option<StateUrl>,
+    /// Per-target settings for this environment, merged over `[targets.NAME]`:
+    /// `[environments.prd.overrides.api]` takes any key of a target.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, BTreeMap<String, serde_json::Value>>")]
+    pub overrides: BTreeMap<Name, toml::Table>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approval {
+    /// Deploy without an approval.
+    #[default]
+    None,
+    /// A manual approval for this release is required before any deploy.
+    Required,
+}
+
+/// Something gantry deploys to. `kind` says which provider; the provider's settings
+/// live in the table of the same name (`ecs = { cluster = "...", service = "..." }`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub kind: TargetKind,
+    /// How the cutover happens. Default: all-at-once.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// HTTP checks that gate every phase of the cutover.
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+    #[serde(default)]
+    pub local: Option<LocalTarget>,
+    #[serde(default)]
+    pub ecs: Option<EcsTarget>,
+    #[serde(default)]
+    pub lambda: Option<LambdaTarget>,
+    #[serde(default, rename = "static")]
+    pub static_site: Option<StaticTarget>,
+    #[serde(default)]
+    pub appservice: Option<AppServiceTarget>,
+    #[serde(default)]
+    pub staticwebapp: Option<StaticWebAppTarget>,
+    #[serde(default)]
+    pub containerapps: Option<ContainerAppsTarget>,
+    #[serde(default)]
+    pub render: Option<RenderTarget>,
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// Replica processes on this machine behind nginx (dev deploys and the demo).
+    Local,
+    /// An ECS service (Fargate or EC2), optionally behind an ALB.
+    Ecs,
+    /// A Lambda function alias, e.g. behind API Gateway.
+    Lambda,
+    /// A static site in S3 behind CloudFront.
+    Static,
+    /// Azure App Service.
+    Appservice,
+    /// Azure Static Web Apps.
+    Staticwebapp,
+    /// Azure Container Apps.
+    Containerapps,
+    /// A Render service.
+    Render,
+    /// A Kubernetes Deployment (AKS or any cluster).
+    Kubernetes,
+}
+
+impl TargetKind {
+    /// The key of this kind's settings table inside `[targets.NAME]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Ecs => "ecs",
+            Self::Lambda => "lambda",
+            Self::Static => "static",
+            Self::Appservice => "appservice",
+            Self::Staticwebapp => "staticwebapp",
+            Self::Containerapps => "containerapps",
+            Self::Render => "render",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// `strategy = { type = "canary", steps = [10, 50, 100], bake = "5m" }`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    #[serde(default, rename = "type")]
+    pub kind: StrategyKind,
+    /// rolling: replicas per batch, a count (`2`) or a share (`"25%"`).
+    #[serde(default)]
+    pub batch: Option<BatchSize>,
+    /// canary: traffic percentages, rising, ending at 100.
+    #[serde(default)]
+    pub steps: Option<Vec<Percent>>,
+    /// linear: traffic added at each step, e.g. 10 for 10, 20, ... 100.
+    #[serde(default)]
+    pub increment: Option<Percent>,
+    /// blue-green, canary, linear: how long to watch health at each step before going on.
+    #[serde(default)]
+    pub bake: Option<Duration>,
+    /// blue-green: keep the old version running this long after the switch, for instant rollback.
+    #[serde(default)]
+    pub keep_previous: Option<Duration>,
+    /// Longest any one phase may take before it counts as failed. Default: 10m.
+    #[serde(default)]
+    pub phase_deadline: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    #[default]
+    AllAtOnce,
+    Rolling,
+    BlueGreen,
+    Canary,
+    Linear,
+}
+
+/// An HTTP health check.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// URL to request. `{url}` stands for the endpoint of the version being checked.
+    pub url: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Expected status: `200`, `200-299` or `2xx`. Default: `200-299`.
+    #[serde(default)]
+    pub expect_status: StatusRange,
+    /// The body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// A JSON field must equal a value: `{ pointer = "/status", equals = "OK" }`.
+    #[serde(default)]
+    pub json: Option<JsonMatch>,
+    /// Time between checks. Default: 5s.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Time one request may take. Default: 2s.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Consecutive successes that make a version healthy. Default: 3.
+    #[serde(default = "default_healthy")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a version unhealthy. Default: 2.
+    #[serde(default = "default_unhealthy")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_healthy() -> u32 {
+    3
+}
+fn default_unhealthy() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Head,
+    Post,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonMatch {
+    /// JSON pointer (RFC 6901), e.g. `/apiStatus`.
+    pub pointer: String,
+    /// The value the field must equal.
+    #[schemars(with = "serde_json::Value")]
+    pub equals: toml::Value,
+}
+
+/// `kind = "local"`: the release's app as replica processes behind nginx on loopback.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTarget {
+    /// Artifact holding the app.
+    pub artifact: Name,
+    /// Command that starts one replica, run inside the unpacked artifact; `$PORT` is its port.
+    pub command: String,
+    /// Number of replicas. Default: 2.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Address nginx listens on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+}
+
+fn default_replicas() -> u32 {
+    2
+}
+
+/// `kind = "ecs"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsTarget {
+    pub cluster: String,
+    pub service: String,
+    /// Container in the task definition that runs the release image.
+    pub container: String,
+    /// Image under `[images]` deployed to the container.
+    pub image: Name,
+    /// ALB listener for blue-green and canary.
+    #[serde(default)]
+    pub listener_arn: Option<String>,
+    /// Listener serving only the new version, for health gating before traffic.
+    #[serde(default)]
+    pub test_listener_arn: Option<String>,
+    #[serde(default)]
+    pub blue_target_group_arn: Option<String>,
+    #[serde(default)]
+    pub green_target_group_arn: Option<String>,
+    /// One-off task run before the cutover (e.g. migrations); a non-zero exit fails the deploy.
+    #[serde(default)]
+    pub run_before: Option<Vec<String>>,
+}
+
+/// `kind = "lambda"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaTarget {
+    pub function: String,
+    /// Alias that API Gateway invokes. Default: `live`.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Artifact holding the function code (zip), or `image` for container functions.
+    #[serde(default)]
+    pub artifact: Option<Name>,
+    #[serde(default)]
+    pub image: Option<Name>,
+    /// CodeDeploy-style preset, e.g. `Canary10Percent5Minutes`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// CloudWatch alarms that fail the deploy when they fire.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+}
+
+/// `kind = "static"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    pub bucket: BucketName,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    pub artifact: Name,
+    /// CloudFront distribution id.
+    #[serde(default)]
+    pub distribution: Option<String>,
+    /// Releases whose assets are kept. Default: 3.
+    #[serde(default)]
+    pub keep_releases: Option<u32>,
+}
+
+/// `kind = "appservice"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppServiceTarget {
+    pub subscription: String,
+    pub resource_group: String,
+    pub app: String,
+    pub artifact: Name,
+    /// Deployment slot for blue-green (plans with slots only).
+    #[serde(default)]
+    pub slot: Option<String>,
+}
+
+/// `kind = "staticwebapp"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticWebAppTarget {
+    pub app: String,
+    pub artifact: Name,
+    /// Environment variable that holds the deployment token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// `kind = "containerapps"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerAppsTarget {
+    pub subscription: String,
+    pub resource_group: String,
+    pub app: String,
+    pub image: Name,
+}
+
+/// `kind = "render"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenderTarget {
+    /// Render service id, e.g. `srv-abc123`.
+    pub service: String,
+    /// Environment variable that holds the API key. Default: `RENDER_API_KEY`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub image: Option<Name>,
+}
+
+/// `kind = "kubernetes"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesTarget {
+    #[serde(default)]
+    pub context: Option<String>,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub image: Name,
+    /// Service whose selector is switched for blue-green.
+    #[serde(default)]
+    pub service: Option<String>,
+}

@@ -1,0 +1,47 @@
+//! The error every command returns: one variant per domain, each carrying its own
+//! typed error. `main` prints it once, with its cause chain and a hint, and exits
+//! with `exit_code()`.
+
+use crate::{config, exit, package};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
+    /// A command that a later version of gantry will provide.
+    #[error("`gantry {command}` is not available yet in this version of gantry")]
+    NotAvailable { command: &'static str },
+    /// Bad usage that clap cannot see (e.g. a file that would be overwritten).
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::NotAvailable { .. } | Self::Usage { .. } => exit::USAGE,
+            Self::Package(e) => e.exit_code(),
+            Self::Io { .. } => exit::FAILED,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Config(e) => e.hint(),
+            Self::Package(e) => e.hint(),
+            Self::Usage { hint, .. } => hint.clone(),
+            Self::NotAvailable { .. } | Self::Io { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! gantry: take a release from source to production.
+//!
+//! `cli` parses, `app` dispatches each command to its domain module, and `report`
+//! is the only place that prints. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod package;
+pub mod report;
+
+pub use error::Error;

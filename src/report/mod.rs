@@ -1,0 +1,169 @@
+//! Output. The only module that prints: human text and progress go to stderr,
+//! data (`--output json`) goes to stdout. Domain modules emit typed events; the
+//! reporters here consume them.
+
+mod package;
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+
+pub use package::PackageReporter;
+
+/// How much the user asked to hear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Decides what is printed where, once, from the global flags and the terminal.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    pub format: OutputFormat,
+    pub verbosity: Verbosity,
+    /// Colour on stderr: a terminal, and `NO_COLOR` unset or empty.
+    pub color: bool,
+    /// stderr is a terminal, so progress bars may be drawn.
+    pub interactive: bool,
+    /// Running inside GitHub Actions (`GITHUB_ACTIONS=true`).
+    pub github_actions: bool,
+}
+
+impl Printer {
+    pub fn from_args(args: &GlobalArgs) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let verbosity = if args.quiet {
+            Verbosity::Quiet
+        } else if args.verbose > 0 {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Self {
+            format: args.output,
+            verbosity,
+            color: tty && !no_color,
+            interactive: tty && std::env::var_os("CI").is_none(),
+            github_actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        }
+    }
+
+    /// Whether progress bars should be drawn: a terminal, human output, not quiet or verbose
+    /// (verbose logs would tear the bar).
+    pub fn progress(&self) -> bool {
+        self.interactive
+            && self.format == OutputFormat::Human
+            && self.verbosity == Verbosity::Normal
+    }
+
+    /// A status line on stderr: `   Packaged app-1.2.3.zip (1.2 MB)`; a right-aligned
+    /// verb as cargo does, green and bold on a colour terminal.
+    pub fn status(&self, verb: &str, message: impl std::fmt::Display) {
+        if self.verbosity == Verbosity::Quiet || self.format == OutputFormat::Json {
+            return;
+        }
+        let verb = self.paint(&format!("{verb:>12}"), "1;32");
+        eprintln!("{verb} {message}");
+    }
+
+    /// A warning on stderr (also in JSON mode: stderr is never data).
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let label = self.paint("warning", "1;33");
+        eprintln!("{label}: {message}");
+    }
+
+    /// Prints an error once: the message, each cause, and a hint. In GitHub Actions it is
+    /// also written as an `::error::` annotation so it shows on the run's page.
+    pub fn error(&self, error: &crate::Error) {
+        let mut out = String::new();
+        out.push_str(&format!("{}: {error}\n", self.paint("error", "1;31")));
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            out.push_str(&format!("  {} {cause}\n", self.paint("caused by:", "1")));
+            source = cause.source();
+        }
+        if let Some(hint) = error.hint() {
+            out.push_str(&format!("{}: {hint}\n", self.paint("hint", "1;36")));
+        }
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(out.as_bytes());
+        if self.github_actions {
+            let first = error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let _ = writeln!(
+                stderr,
+                "::error title=gantry::{}",
+                escape_annotation(&first)
+            );
+        }
+    }
+
+    /// Writes one JSON document to stdout (only with `--output json`).
+    pub fn json(&self, value: &serde_json::Value) {
+        if self.format != OutputFormat::Json {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut stdout, value);
+        let _ = writeln!(stdout);
+    }
+
+    fn paint(&self, text: &str, sgr: &str) -> String {
+        if self.color {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// GitHub workflow commands need `%`, CR and LF escaped in their message.
+fn escape_annotation(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// `1.2 MB`-style sizes for humans (decimal units, as `ls -lh --si` and cargo do).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_234_567), "1.2 MB");
+        assert_eq!(human_bytes(5_000_000_000), "5.0 GB");
+    }
+
+    #[test]
+    fn annotations_are_escaped() {
+        assert_eq!(escape_annotation("50% done\nnext"), "50%25 done%0Anext");
+    }
+}
