@@ -1,0 +1,1 @@
+//! `gantry` as a user runs it: help, exit codes, commands not built yet.

@@ -1,0 +1,1 @@
+//! gantry.toml loading: good files, bad files and their messages.

@@ -1,0 +1,7 @@
+//! The one integration-test binary: each module drives the real `gantry` binary or
+//! the library against real files, git repositories and tools.
+
+mod cli;
+mod config;
+mod package;
+mod support;

@@ -1,0 +1,1 @@
+//! `gantry package` end to end: reproducibility, zip layout, tools that read it.

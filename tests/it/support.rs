@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The `gantry` binary built for this test run, with a clean environment for the
+/// variables gantry reads, run in `dir`.
+pub fn gantry(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("gantry").expect("gantry binary is built");
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GANTRY_") || key == "SOURCE_DATE_EPOCH" || key == "NO_COLOR" || key == "GITHUB_ACTIONS" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs git in `dir` with a fixed identity and clock.
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+        .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+/// Writes `files` (path, contents) under `dir`, creating folders.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+}
