@@ -196,14 +196,10 @@ fn package(
     );
     let mut reporter = PackageReporter::new(printer);
     let manifest = package::apply(&request, &plan, cancel, &mut |e| reporter.event(e))?;
-    printer.status(
-        "Finished",
-        format!(
-            "{} artifacts in {}",
-            manifest.artifacts.len(),
-            plan.out_dir.display()
-        ),
-    );
+    let count = manifest.artifacts.len();
+    let noun = if count == 1 { "artifact" } else { "artifacts" };
+    let summary = format!("{count} {noun} of {} {}", manifest.project, manifest.version);
+    printer.status("Finished", format!("{summary} in {}", plan.out_dir.display()));
     if printer.format == OutputFormat::Json {
         let mut doc = serde_json::to_value(&manifest).expect("manifest serializes");
         doc["dist"] = serde_json::json!(plan.out_dir);

@@ -114,8 +114,12 @@ fn append_in_order(
         }
         let size = match &entry.kind {
             EntryKind::Symlink { target } => {
-                zip.add_symlink(&entry.name, target, file_options(stamp, 0o777, 0, false))
-                    .map_err(ArchiveError::Write)?;
+                zip.add_symlink(
+                    &entry.name,
+                    target,
+                    file_options(stamp, 0o777, 0, CompressionMethod::Stored),
+                )
+                .map_err(ArchiveError::Write)?;
                 0
             }
             EntryKind::File { size, executable } if *size > STREAM_THRESHOLD => {
@@ -161,13 +165,8 @@ fn stream_file(
     } else {
         CompressionMethod::Stored
     };
-    let options = file_options(
-        stamp,
-        mode(executable),
-        size,
-        method == CompressionMethod::Deflated,
-    );
-    zip.start_file(&entry.name, options.compression_method(method))
+    let options = file_options(stamp, mode(executable), size, method);
+    zip.start_file(&entry.name, options)
         .map_err(ArchiveError::Write)?;
     zip.write_all(&sample)
         .map_err(|e| ArchiveError::Write(e.into()))?;
@@ -203,7 +202,7 @@ fn prepare(entry: &Entry, stamp: DateTime) -> Result<PreparedZipFile, ArchiveErr
         });
     }
     let build = |method| -> Result<PreparedZipFile, ArchiveError> {
-        let options = file_options(stamp, mode(executable), size, false).compression_method(method);
+        let options = file_options(stamp, mode(executable), size, method);
         let mut builder = ZipFileBuilder::new(&entry.name, options).map_err(ArchiveError::Write)?;
         builder
             .write_all(&data)
@@ -238,17 +237,19 @@ fn mode(executable: bool) -> u32 {
     if executable { 0o755 } else { 0o644 }
 }
 
-fn file_options(stamp: DateTime, mode: u32, size: u64, deflated: bool) -> SimpleFileOptions {
+fn file_options(
+    stamp: DateTime,
+    mode: u32,
+    size: u64,
+    method: CompressionMethod,
+) -> SimpleFileOptions {
+    let level = (method == CompressionMethod::Deflated).then_some(LEVEL);
     SimpleFileOptions::default()
         .system(zip::System::Unix)
         .last_modified_time(stamp)
         .unix_permissions(mode)
-        .compression_method(if deflated {
-            CompressionMethod::Deflated
-        } else {
-            CompressionMethod::Stored
-        })
-        .compression_level(Some(LEVEL))
+        .compression_method(method)
+        .compression_level(level)
         .large_file(size >= u64::from(u32::MAX))
 }
 

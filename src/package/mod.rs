@@ -197,12 +197,26 @@ pub fn apply(
         source,
     })?;
 
-    let mut artifacts = Vec::with_capacity(plan.artifacts.len());
+    // Builds first: a failing build leaves nothing. Then every archive as a temporary
+    // file, renamed into place only when all are complete.
     for planned in &plan.artifacts {
         if let Some(command) = &planned.build {
             run_build(request, plan, planned, command, events)?;
         }
-        artifacts.push(package_one(request, plan, planned, cancel, events)?);
+    }
+    let mut finished = Vec::with_capacity(plan.artifacts.len());
+    for planned in &plan.artifacts {
+        finished.push(package_one(request, plan, planned, cancel, events)?);
+    }
+    let mut artifacts = Vec::with_capacity(finished.len());
+    for (temp, artifact) in finished {
+        let target = out.join(&artifact.file);
+        temp.persist(&target).map_err(|e| PackageError::Io {
+            context: "cannot write",
+            path: target,
+            source: e.error,
+        })?;
+        artifacts.push(artifact);
     }
 
     let manifest = Manifest {
@@ -271,7 +285,7 @@ fn package_one(
     planned: &PlannedArtifact,
     cancel: &AtomicBool,
     events: &mut dyn FnMut(Event<'_>),
-) -> Result<ManifestArtifact, PackageError> {
+) -> Result<(tempfile::NamedTempFile, ManifestArtifact), PackageError> {
     let name = planned.name.as_str();
     let started = Instant::now();
     let config = &planned.config;
@@ -332,12 +346,6 @@ fn package_one(
     })?;
 
     let (size, sha256) = hash_file(temp.path())?;
-    let target = out.join(&planned.file);
-    temp.persist(&target).map_err(|e| PackageError::Io {
-        context: "cannot write",
-        path: target.clone(),
-        source: e.error,
-    })?;
     let artifact = ManifestArtifact {
         name: name.to_owned(),
         file: planned.file.clone(),
@@ -349,7 +357,7 @@ fn package_one(
         artifact: &artifact,
         elapsed: started.elapsed(),
     });
-    Ok(artifact)
+    Ok((temp, artifact))
 }
 
 /// Size and lower-case hex SHA-256 of a file.
