@@ -1,0 +1,51 @@
+# gantry: developer and CI entry points. `make ci` runs exactly what CI runs.
+
+CARGO ?= cargo
+
+.PHONY: all build release demo test lint fmt ci bench bench-memory schema install clean
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+release:
+	$(CARGO) build --locked --release
+
+# Packages the example app in examples/hello twice, in two folders, and shows the
+# archives are byte-identical. Installs what it needs on a fresh machine.
+demo:
+	scripts/bootstrap
+	scripts/demo.sh
+
+# Every test: unit tests and the integration tests in tests/it.
+test:
+	scripts/bootstrap
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+ci: lint test
+
+# Benchmarks (figures go to docs/benchmarks.md): gantry against Info-ZIP, side by side.
+bench: release
+	python3 scripts/bench_package.py speed --markdown docs/benchmarks.md
+
+bench-memory: release
+	python3 scripts/bench_package.py memory --markdown docs/benchmarks.md
+
+# Regenerates schema/gantry.schema.json from the config types.
+schema:
+	GANTRY_UPDATE_SCHEMA=1 $(CARGO) test --locked --test it config::schema
+
+install:
+	$(CARGO) install --locked --path .
+
+clean:
+	$(CARGO) clean
+	rm -rf examples/hello/dist examples/hello/dist-again bench-out
