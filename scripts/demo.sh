@@ -10,9 +10,14 @@ gantry="$PWD/target/debug/gantry"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n==> %s\n' "$*"; }
+fi
 
 step "gantry package (the example app in examples/hello)"
+rm -rf examples/hello/dist
 "$gantry" --config examples/hello/gantry.toml package
 
 step "what was written"
