@@ -333,8 +333,9 @@ fn package_one(
     let options = archive::ArchiveOptions {
         source_date_epoch: plan.source.source_date_epoch,
         threads: request.threads,
+        spool_dir: out.clone(),
     };
-    let stats = archive::write(file, &entries, options, cancel, &mut |b| {
+    let stats = archive::write(file, &entries, &options, cancel, &mut |b| {
         events(Event::Progress { bytes: b })
     })
     .map_err(|source| match source {

@@ -281,6 +281,9 @@ fn large_files_are_streamed_and_round_trip() {
         size < (9 << 20) + (1 << 20),
         "text compressed and noise stored, not inflated: {size}"
     );
+    package(dir.path(), &["--out", "dist-again"]).success();
+    assert!(read(zip) == read(dir.path().join("dist-again/blob-1.4.0.zip")), "large entries are reproducible too");
+    assert_dist_has_no_temp_files(dir.path());
 }
 
 #[test]
