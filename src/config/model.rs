@@ -11,8 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, StateUrl,
-    StatusRange,
+    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, StateUrl, StatusRange,
 };
 
 /// A whole gantry.toml.

@@ -265,9 +265,7 @@ impl Percent {
     pub fn new(value: u64) -> Result<Self, String> {
         match u8::try_from(value) {
             Ok(v @ 1..=100) => Ok(Self(v)),
-            _ => Err(format!(
-                "invalid percentage {value}: expected a whole number from 1 to 100"
-            )),
+            _ => Err(format!("invalid percentage {value}: expected a whole number from 1 to 100")),
         }
     }
 
@@ -322,9 +320,7 @@ impl<'de> Deserialize<'de> for BatchSize {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<BatchSize, E> {
                 match u32::try_from(v) {
                     Ok(n) if n > 0 => Ok(BatchSize::Count(n)),
-                    _ => Err(E::custom(format!(
-                        "invalid batch size {v}: expected at least 1"
-                    ))),
+                    _ => Err(E::custom(format!("invalid batch size {v}: expected at least 1"))),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<BatchSize, E> {
@@ -374,10 +370,7 @@ impl StatusRange {
 
 impl Default for StatusRange {
     fn default() -> Self {
-        Self {
-            low: 200,
-            high: 299,
-        }
+        Self { low: 200, high: 299 }
     }
 }
 
@@ -385,35 +378,18 @@ impl FromStr for StatusRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let invalid = || format!("invalid status `{s}`: expected `200`, `200-299` or `2xx`");
-        let code = |t: &str| {
-            t.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (100..=599).contains(c))
-        };
+        let code = |t: &str| t.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c));
         let range = if let Some(class) = s.strip_suffix("xx") {
-            let c = class
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (1..=5).contains(c))
-                .ok_or_else(invalid)?;
-            Self {
-                low: c * 100,
-                high: c * 100 + 99,
-            }
+            let c = class.parse::<u16>().ok().filter(|c| (1..=5).contains(c)).ok_or_else(invalid)?;
+            Self { low: c * 100, high: c * 100 + 99 }
         } else if let Some((a, b)) = s.split_once('-') {
-            Self {
-                low: code(a).ok_or_else(invalid)?,
-                high: code(b).ok_or_else(invalid)?,
-            }
+            Self { low: code(a).ok_or_else(invalid)?, high: code(b).ok_or_else(invalid)? }
         } else {
             let c = code(s).ok_or_else(invalid)?;
             Self { low: c, high: c }
         };
         if range.low > range.high {
-            return Err(format!(
-                "invalid status range `{s}`: the first code is above the second"
-            ));
+            return Err(format!("invalid status range `{s}`: the first code is above the second"));
         }
         Ok(range)
     }
@@ -421,11 +397,7 @@ impl FromStr for StatusRange {
 
 impl fmt::Display for StatusRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.low == self.high {
-            write!(f, "{}", self.low)
-        } else {
-            write!(f, "{}-{}", self.low, self.high)
-        }
+        if self.low == self.high { write!(f, "{}", self.low) } else { write!(f, "{}-{}", self.low, self.high) }
     }
 }
 
@@ -495,27 +467,9 @@ mod tests {
 
     #[test]
     fn status_ranges_parse() {
-        assert_eq!(
-            "2xx".parse::<StatusRange>(),
-            Ok(StatusRange {
-                low: 200,
-                high: 299
-            })
-        );
-        assert_eq!(
-            "204".parse::<StatusRange>(),
-            Ok(StatusRange {
-                low: 204,
-                high: 204
-            })
-        );
-        assert_eq!(
-            "200-399".parse::<StatusRange>(),
-            Ok(StatusRange {
-                low: 200,
-                high: 399
-            })
-        );
+        assert_eq!("2xx".parse::<StatusRange>(), Ok(StatusRange { low: 200, high: 299 }));
+        assert_eq!("204".parse::<StatusRange>(), Ok(StatusRange { low: 204, high: 204 }));
+        assert_eq!("200-399".parse::<StatusRange>(), Ok(StatusRange { low: 200, high: 399 }));
         assert!("299-200".parse::<StatusRange>().is_err());
         assert!("6xx".parse::<StatusRange>().is_err());
         assert!("abc".parse::<StatusRange>().is_err());
