@@ -1,0 +1,252 @@
+//! Rules for one target, checked on `[targets.NAME]` and again on each
+//! environment's merged copy: the provider table matches `kind`, references to
+//! artifacts and images resolve, the strategy has the keys its type needs and no
+//! others, and health checks have sane thresholds and timings. Paths in the issues
+//! are relative to the target.
+
+use super::{Issue, unknown_name_hint};
+use crate::config::model::{Config, HealthCheck, StrategyConfig, StrategyKind, Target, TargetKind};
+use crate::config::tree::KeyPath;
+use crate::config::values::Name;
+
+/// Checks target `name`; the first problem found.
+pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
+    check_provider(name, t)?;
+    check_references(t, cfg)?;
+    check_strategy(&t.strategy)?;
+    for (i, check) in t.health.iter().enumerate() {
+        check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
+    }
+    Ok(())
+}
+
+fn check_provider(name: &Name, t: &Target) -> Result<(), Issue> {
+    let tables = [
+        ("local", t.local.is_some()),
+        ("ecs", t.ecs.is_some()),
+        ("lambda", t.lambda.is_some()),
+        ("static", t.static_site.is_some()),
+        ("appservice", t.appservice.is_some()),
+        ("staticwebapp", t.staticwebapp.is_some()),
+        ("containerapps", t.containerapps.is_some()),
+        ("render", t.render.is_some()),
+        ("kubernetes", t.kubernetes.is_some()),
+    ];
+    let wanted = t.kind.key();
+    if !tables.iter().any(|(key, on)| *on && *key == wanted) {
+        return Err(Issue::new(
+            KeyPath::new().key("kind"),
+            format!("`kind = \"{wanted}\"` needs its settings in a `{wanted}` table"),
+        )
+        .hint(format!("add `{wanted} = {{ ... }}` to `[targets.{name}]`, or a `[targets.{name}.{wanted}]` table")));
+    }
+    if let Some((extra, _)) = tables.iter().find(|(key, on)| *on && *key != wanted) {
+        return Err(Issue::new(
+            KeyPath::new().key(*extra),
+            format!("`{extra}` settings do not apply to `kind = \"{wanted}\"`"),
+        )
+        .hint(format!("remove the `{extra}` table, or set `kind = \"{extra}\"`")));
+    }
+    Ok(())
+}
+
+fn check_references(t: &Target, cfg: &Config) -> Result<(), Issue> {
+    let key = t.kind.key();
+    let (artifact, image) = match t.kind {
+        TargetKind::Local => (t.local.as_ref().map(|p| &p.artifact), None),
+        TargetKind::Ecs => (None, t.ecs.as_ref().map(|p| &p.image)),
+        TargetKind::Lambda => {
+            let lambda = t.lambda.as_ref().expect("checked by check_provider");
+            if lambda.artifact.is_some() == lambda.image.is_some() {
+                return Err(Issue::new(
+                    KeyPath::new().key(key),
+                    "a lambda target needs exactly one of `artifact` (zip code) and `image` (container)",
+                ));
+            }
+            (lambda.artifact.as_ref(), lambda.image.as_ref())
+        }
+        TargetKind::Static => (t.static_site.as_ref().map(|p| &p.artifact), None),
+        TargetKind::Appservice => (t.appservice.as_ref().map(|p| &p.artifact), None),
+        TargetKind::Staticwebapp => (t.staticwebapp.as_ref().map(|p| &p.artifact), None),
+        TargetKind::Containerapps => (None, t.containerapps.as_ref().map(|p| &p.image)),
+        TargetKind::Render => (None, t.render.as_ref().and_then(|p| p.image.as_ref())),
+        TargetKind::Kubernetes => (None, t.kubernetes.as_ref().map(|p| &p.image)),
+    };
+    if let Some(name) = artifact
+        && !cfg.artifacts.contains_key(name)
+    {
+        let known = cfg.artifacts.keys().map(Name::as_str);
+        return Err(Issue::new(KeyPath::new().key(key).key("artifact"), format!("unknown artifact `{name}`"))
+            .hint(unknown_name_hint(name, known, "artifacts")));
+    }
+    if let Some(name) = image
+        && !cfg.images.contains_key(name)
+    {
+        let known = cfg.images.keys().map(Name::as_str);
+        return Err(Issue::new(KeyPath::new().key(key).key("image"), format!("unknown image `{name}`"))
+            .hint(unknown_name_hint(name, known, "images")));
+    }
+    Ok(())
+}
+
+fn strategy_name(kind: StrategyKind) -> &'static str {
+    match kind {
+        StrategyKind::AllAtOnce => "all-at-once",
+        StrategyKind::Rolling => "rolling",
+        StrategyKind::BlueGreen => "blue-green",
+        StrategyKind::Canary => "canary",
+        StrategyKind::Linear => "linear",
+    }
+}
+
+fn check_strategy(s: &StrategyConfig) -> Result<(), Issue> {
+    use StrategyKind::{BlueGreen, Canary, Linear, Rolling};
+    let at = KeyPath::new().key("strategy");
+    let kind = strategy_name(s.kind);
+    // Each optional key, whether it is set, and the types it applies to.
+    let keys: [(&str, bool, &[StrategyKind]); 5] = [
+        ("batch", s.batch.is_some(), &[Rolling]),
+        ("steps", s.steps.is_some(), &[Canary]),
+        ("increment", s.increment.is_some(), &[Linear]),
+        ("bake", s.bake.is_some(), &[BlueGreen, Canary, Linear]),
+        ("keep_previous", s.keep_previous.is_some(), &[BlueGreen]),
+    ];
+    for (key, set, types) in keys {
+        if set && !types.contains(&s.kind) {
+            let for_types: Vec<String> = types.iter().map(|t| format!("`type = \"{}\"`", strategy_name(*t))).collect();
+            return Err(Issue::new(at.key(key), format!("`{key}` does not apply to a `{kind}` strategy"))
+                .hint(format!("`{key}` is for {}; remove it here", for_types.join(" or "))));
+        }
+    }
+    let needs = |key: &str, example: &str| {
+        Issue::new(at.clone(), format!("a `{kind}` strategy needs `{key}`"))
+            .hint(format!("add {example} to the strategy"))
+    };
+    match s.kind {
+        Rolling if s.batch.is_none() => Err(needs("batch", "`batch = 1` (replicas at a time) or `batch = \"25%\"`")),
+        Linear if s.increment.is_none() => Err(needs("increment", "`increment = 10`")),
+        Canary => match &s.steps {
+            None => Err(needs("steps", "`steps = [10, 50, 100]`")),
+            Some(steps) => check_steps(&at.key("steps"), steps),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn check_steps(at: &KeyPath, steps: &[crate::config::values::Percent]) -> Result<(), Issue> {
+    let Some(last) = steps.last() else {
+        return Err(
+            Issue::new(at.clone(), "a canary strategy needs at least one step").hint("e.g. `steps = [10, 50, 100]`")
+        );
+    };
+    for (i, pair) in steps.windows(2).enumerate() {
+        let (before, step) = (pair[0].get(), pair[1].get());
+        if step <= before {
+            return Err(Issue::new(
+                at.index(i + 1),
+                format!("canary steps must rise, but {step} comes after {before}"),
+            )
+            .hint("list traffic percentages from low to high, e.g. `steps = [10, 50, 100]`"));
+        }
+    }
+    if last.get() != 100 {
+        return Err(Issue::new(
+            at.index(steps.len() - 1),
+            format!("the last canary step must be 100 (all traffic), not {}", last.get()),
+        )
+        .hint("end the steps with 100"));
+    }
+    Ok(())
+}
+
+fn check_health(check: &HealthCheck) -> Result<(), Issue> {
+    let at = KeyPath::new();
+    for (key, value) in
+        [("healthy_threshold", check.healthy_threshold), ("unhealthy_threshold", check.unhealthy_threshold)]
+    {
+        if value == 0 {
+            return Err(Issue::new(at.key(key), format!("`{key}` must be at least 1"))
+                .hint(format!("it counts consecutive checks; write `{key} = 1` or more")));
+        }
+    }
+    for (key, value) in [("interval", check.interval), ("timeout", check.timeout)] {
+        if value.get().is_zero() {
+            return Err(Issue::new(at.key(key), format!("`{key}` must be longer than 0s"))
+                .hint(format!("write e.g. `{key} = \"1s\"`")));
+        }
+    }
+    if check.timeout > check.interval {
+        return Err(Issue::new(
+            at.key("timeout"),
+            format!("`timeout` ({}) is longer than `interval` ({})", check.timeout, check.interval),
+        )
+        .hint(format!("a check must end before the next one starts: set `timeout` to {} or less", check.interval)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: &str) -> Result<(), Issue> {
+        let text = format!(
+            "[project]\nname = 'demo'\n[artifacts.app]\nroot = 'app'\n\
+             [images.img]\nrepository = 'r'\ninputs = []\noci_layout = 'x'\n[targets.t]\n{body}"
+        );
+        let cfg: Config = toml::from_str(&text).unwrap();
+        let name: Name = "t".parse().unwrap();
+        target(&name, &cfg.targets[&name], &cfg)
+    }
+
+    fn path(r: Result<(), Issue>) -> String {
+        r.unwrap_err().path.to_string()
+    }
+
+    const ECS: &str = "kind = 'ecs'\necs = { cluster = 'c', service = 's', container = 'c', image = 'img' }\n";
+
+    #[test]
+    fn provider_table_matches_kind() {
+        assert_eq!(check(ECS), Ok(()));
+        assert_eq!(path(check("kind = 'ecs'\n")), "kind");
+        let extra = format!("{ECS}render = {{ service = 'srv' }}\n");
+        assert_eq!(path(check(&extra)), "render");
+    }
+
+    #[test]
+    fn references_resolve() {
+        let bad = "kind = 'ecs'\necs = { cluster = 'c', service = 's', container = 'c', image = 'imgg' }\n";
+        let issue = check(bad).unwrap_err();
+        assert_eq!(issue.path.to_string(), "ecs.image");
+        assert_eq!(issue.hint.as_deref(), Some("did you mean `img`?"));
+        assert_eq!(path(check("kind = 'lambda'\nlambda = { function = 'f' }\n")), "lambda");
+        assert_eq!(check("kind = 'lambda'\nlambda = { function = 'f', artifact = 'app' }\n"), Ok(()));
+    }
+
+    #[test]
+    fn strategies_have_the_keys_their_type_needs() {
+        let with = |s: &str| check(&format!("{ECS}strategy = {s}\n"));
+        assert_eq!(path(with("{ type = 'rolling' }")), "strategy");
+        assert_eq!(with("{ type = 'rolling', batch = '25%' }"), Ok(()));
+        assert_eq!(path(with("{ type = 'canary' }")), "strategy");
+        assert_eq!(path(with("{ type = 'canary', steps = [10, 10, 100] }")), "strategy.steps[1]");
+        assert_eq!(path(with("{ type = 'canary', steps = [10, 50] }")), "strategy.steps[1]");
+        assert_eq!(path(with("{ type = 'canary', steps = [] }")), "strategy.steps");
+        assert_eq!(with("{ type = 'canary', steps = [5, 100], bake = '1m' }"), Ok(()));
+        assert_eq!(path(with("{ type = 'linear' }")), "strategy");
+        assert_eq!(path(with("{ type = 'blue-green', steps = [100] }")), "strategy.steps");
+        assert_eq!(path(with("{ batch = 1 }")), "strategy.batch");
+    }
+
+    #[test]
+    fn health_checks_are_sane() {
+        let with = |h: &str| check(&format!("{ECS}[[targets.t.health]]\nurl = 'u'\n{h}\n"));
+        assert_eq!(with(""), Ok(()));
+        assert_eq!(path(with("healthy_threshold = 0")), "health[0].healthy_threshold");
+        assert_eq!(path(with("unhealthy_threshold = 0")), "health[0].unhealthy_threshold");
+        assert_eq!(path(with("interval = '0s'")), "health[0].interval");
+        let issue = with("interval = '1s'").unwrap_err();
+        assert_eq!(issue.path.to_string(), "health[0].timeout");
+        assert_eq!(issue.message, "`timeout` (2s) is longer than `interval` (1s)");
+    }
+}
