@@ -91,10 +91,9 @@ impl Sources {
         self.at(span, &KeyPath::new(), message, hint)
     }
 
-    /// An error from turning the tree into typed values: `path` is from serde.
-    pub fn deserialize(&self, path: &KeyPath, error: &toml::de::Error) -> Diagnostic {
+    /// An error from turning the tree into typed values, at `path` (from serde) and `span`.
+    pub fn deserialize(&self, path: &KeyPath, span: Range<usize>, error: &toml::de::Error) -> Diagnostic {
         let (message, mut hint) = describe(path, error.message());
-        let span = error.span().unwrap_or(0..0);
         let location = self.locate(span);
         if let Location::Env { name, value, .. } = &location
             && error.message().starts_with("invalid type")

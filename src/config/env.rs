@@ -87,8 +87,7 @@ pub fn apply<'a>(root: &mut DeTable<'a>, over: &EnvOverride<'a>) -> Result<(), S
             DeValue::Table(t) => t,
             other => {
                 return Err(format!(
-                    "`{}` cannot set `{}`: `{walked}` is {} {}, not a table",
-                    over.name,
+                    "cannot set `{}`: `{walked}` is {} {}, not a table",
                     over.path(),
                     article(other.type_str()),
                     other.type_str()
@@ -171,11 +170,7 @@ mod tests {
         let env = vars(&[("GANTRY_TARGETS__API__KIND__X", "1")]);
         let mut root = DeTable::parse(text).unwrap().into_inner();
         let err = apply(&mut root, &collect(&env, 0)[0]).unwrap_err();
-        assert_eq!(
-            err,
-            "`GANTRY_TARGETS__API__KIND__X` cannot set `targets.api.kind.x`: \
-             `targets.api.kind` is a string, not a table"
-        );
+        assert_eq!(err, "cannot set `targets.api.kind.x`: `targets.api.kind` is a string, not a table");
         let empty = vars(&[("GANTRY_TARGETS____KIND", "1")]);
         assert!(apply(&mut root, &collect(&empty, 0)[0]).is_err());
     }

@@ -4,6 +4,7 @@
 //! deserialize and validate those too. Every failure becomes a located `Diagnostic`.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
@@ -28,8 +29,10 @@ pub fn from_text(file: String, text: &str, vars: &[(String, String)]) -> Result<
         env::apply(root.get_mut(), over)
             .map_err(|message| Box::new(sources.at(over.name_span(), &over.path(), message, None)))?;
     }
-    let config: Config =
-        typed(Deserializer::from(root.clone())).map_err(|(path, e)| Box::new(sources.deserialize(&path, &e)))?;
+    let config: Config = typed(Deserializer::from(root.clone())).map_err(|(path, e)| {
+        let span = error_span(root.get_ref(), &path, &e);
+        Box::new(sources.deserialize(&path, span, &e))
+    })?;
     validate::config(&config).map_err(|issue| {
         let span = tree::locate(root.get_ref(), &issue.path, root.span());
         let message = format!("`{}`: {}", issue.path, issue.message);
@@ -73,19 +76,40 @@ fn env_target(
     let noted = |rel: &KeyPath, message: String| {
         if in_override(rel) { message } else { format!("{message} (in environment `{env}`, with its overrides)") }
     };
+    let merged_table = merged.get_ref().as_table().expect("a target is a table");
     let target: Target = typed(merged.clone().into_deserializer()).map_err(|(rel, e)| {
-        let mut diagnostic = sources.deserialize(&place(&rel), &e);
+        let span = error_span(merged_table, &rel, &e);
+        let mut diagnostic = sources.deserialize(&place(&rel), span, &e);
         diagnostic.message = noted(&rel, diagnostic.message);
         Box::new(diagnostic)
     })?;
     validate::target(name, &target, cfg).map_err(|issue| {
-        let table = merged.get_ref().as_table().expect("a target is a table");
-        let span = tree::locate(table, &issue.path, merged.span());
+        let span = tree::locate(merged_table, &issue.path, merged.span());
         let path = place(&issue.path);
         let message = noted(&issue.path, format!("`{path}`: {}", issue.message));
-        Box::new(sources.at(span, &path, message, issue.hint))
+        let hint = if issue.unwanted && !in_override(&issue.path) {
+            Some(format!(
+                "overrides are merged into `[targets.{name}]` and cannot remove `{}` from it: \
+                 remove it there, or give `{env}` a target of its own",
+                issue.path
+            ))
+        } else {
+            issue.hint
+        };
+        Box::new(sources.at(span, &path, message, hint))
     })?;
     Ok(target)
+}
+
+/// Where to point for a deserialization error at `path`: at the value there, when the
+/// tree has it (toml gives an error raised after an array element was read the span of
+/// the whole array), else where toml says. Unknown fields keep toml's span: their key.
+fn error_span(table: &DeTable<'_>, path: &KeyPath, error: &toml::de::Error) -> Range<usize> {
+    let span = error.span().unwrap_or(0..0);
+    if error.message().starts_with("unknown field") {
+        return span;
+    }
+    tree::get(table, path).map_or(span, |value| value.span())
 }
 
 /// `T` from `de`, or the key path of the error and the error.

@@ -21,11 +21,19 @@ pub struct Issue {
     pub path: KeyPath,
     pub message: String,
     pub hint: Option<String>,
+    /// The key at `path` should not be there at all (as opposed to having a bad value).
+    pub unwanted: bool,
 }
 
 impl Issue {
     pub fn new(path: KeyPath, message: impl Into<String>) -> Self {
-        Self { path, message: message.into(), hint: None }
+        Self { path, message: message.into(), hint: None, unwanted: false }
+    }
+
+    /// Marks the key at `path` as one that should not be there.
+    pub fn unwanted(mut self) -> Self {
+        self.unwanted = true;
+        self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

@@ -36,7 +36,7 @@ fn check_provider(name: &Name, t: &Target) -> Result<(), Issue> {
     if !tables.iter().any(|(key, on)| *on && *key == wanted) {
         return Err(Issue::new(
             KeyPath::new().key("kind"),
-            format!("`kind = \"{wanted}\"` needs its settings in a `{wanted}` table"),
+            format!("`kind = \"{wanted}\"` needs its settings in a table named `{wanted}`"),
         )
         .hint(format!("add `{wanted} = {{ ... }}` to `[targets.{name}]`, or a `[targets.{name}.{wanted}]` table")));
     }
@@ -45,7 +45,8 @@ fn check_provider(name: &Name, t: &Target) -> Result<(), Issue> {
             KeyPath::new().key(*extra),
             format!("`{extra}` settings do not apply to `kind = \"{wanted}\"`"),
         )
-        .hint(format!("remove the `{extra}` table, or set `kind = \"{extra}\"`")));
+        .hint(format!("remove the `{extra}` table, or set `kind = \"{extra}\"`"))
+        .unwanted());
     }
     Ok(())
 }
@@ -115,7 +116,8 @@ fn check_strategy(s: &StrategyConfig) -> Result<(), Issue> {
         if set && !types.contains(&s.kind) {
             let for_types: Vec<String> = types.iter().map(|t| format!("`type = \"{}\"`", strategy_name(*t))).collect();
             return Err(Issue::new(at.key(key), format!("`{key}` does not apply to a `{kind}` strategy"))
-                .hint(format!("`{key}` is for {}; remove it here", for_types.join(" or "))));
+                .hint(format!("`{key}` is for {}; remove it here", for_types.join(" or ")))
+                .unwanted());
         }
     }
     let needs = |key: &str, example: &str| {
@@ -210,7 +212,8 @@ mod tests {
         assert_eq!(check(ECS), Ok(()));
         assert_eq!(path(check("kind = 'ecs'\n")), "kind");
         let extra = format!("{ECS}render = {{ service = 'srv' }}\n");
-        assert_eq!(path(check(&extra)), "render");
+        let issue = check(&extra).unwrap_err();
+        assert_eq!((issue.path.to_string(), issue.unwanted), ("render".into(), true));
     }
 
     #[test]
