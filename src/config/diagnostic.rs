@@ -167,7 +167,10 @@ fn describe(path: &KeyPath, message: &str) -> (String, Option<String>) {
         return (message, suggest(name, &expected, "expected one of"));
     }
     if let Some(name) = head.strip_prefix("missing field ").and_then(first_quoted) {
-        return (format!("missing field `{name}` {}", within(path)), None);
+        let hint = (path.is_empty() && name == "project").then(|| {
+            "start the file with `[project]` and `name = \"my-app\"`; `gantry init` writes a starter file".into()
+        });
+        return (format!("missing field `{name}` {}", within(path)), hint);
     }
     (format!("`{path}`: {}", plain_types(message)), None)
 }
@@ -241,6 +244,9 @@ mod tests {
         let (message, hint) = describe(&path("zzz"), "unknown field `zzz`, expected `a` or `b`");
         assert_eq!(message, "unknown field `zzz` at the top level");
         assert_eq!(hint.as_deref(), Some("valid keys here: `a`, `b`"));
+        let (message, hint) = describe(&KeyPath::new(), "missing field `project`");
+        assert_eq!(message, "missing field `project` at the top level");
+        assert!(hint.unwrap().contains("gantry init"));
     }
 
     #[test]

@@ -170,6 +170,7 @@ fn schema_is_up_to_date() {
     if std::env::var_os("GANTRY_UPDATE_SCHEMA").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &generated).unwrap();
+        eprintln!("wrote {}", path.display());
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
