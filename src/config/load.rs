@@ -64,10 +64,11 @@ fn env_target(
     let base_path = KeyPath::new().key("targets").key(name.as_str());
     let over_path = KeyPath::new().key("environments").key(env.as_str()).key("overrides").key(name.as_str());
     let mut merged = tree::get(root, &base_path).expect("validated: an environment's targets exist").clone();
-    let over = tree::get(root, &over_path).and_then(|o| o.get_ref().as_table());
-    if let Some(over) = tree::get(root, &over_path) {
+    let over = tree::get(root, &over_path);
+    if let Some(over) = over {
         tree::merge(&mut merged, over.clone());
     }
+    let over = over.and_then(|o| o.get_ref().as_table());
     // Where a key of the merged target was written: in the override if it sets it.
     let in_override = |rel: &KeyPath| over.is_some_and(|o| tree::get(o, rel).is_some());
     let place = |rel: &KeyPath| {
