@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::CommandFactory;
 
-use crate::cli::{
-    Cli, Command, ImageCommand, InitArgs, OutputFormat, PackageArgs, PipelineCommand,
-};
+use crate::cli::{Cli, Command, ImageCommand, InitArgs, OutputFormat, PackageArgs, PipelineCommand};
 use crate::report::{PackageReporter, Printer, Verbosity};
 use crate::{Error, config, exit, package};
 
@@ -18,10 +16,7 @@ use crate::{Error, config, exit, package};
 pub fn main(cli: Cli) -> u8 {
     let printer = Printer::from_args(&cli.global);
     init_logging(&cli, &printer);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -79,20 +74,12 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
         Command::Package(args) => {
             let loaded = load_config(global.config.as_ref())?;
             let printer = printer.clone();
-            tokio::task::spawn_blocking(move || package(&loaded, &args, &printer, &cancel))
-                .await
-                .map_err(|e| Error::Io {
-                    context: "packaging stopped unexpectedly".into(),
-                    source: std::io::Error::other(e),
-                })?
+            tokio::task::spawn_blocking(move || package(&loaded, &args, &printer, &cancel)).await.map_err(|e| {
+                Error::Io { context: "packaging stopped unexpectedly".into(), source: std::io::Error::other(e) }
+            })?
         }
         Command::Completions(args) => {
-            clap_complete::generate(
-                args.shell,
-                &mut Cli::command(),
-                "gantry",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(args.shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             Ok(())
         }
         Command::Plan(_) => not_available("plan"),
@@ -119,10 +106,8 @@ fn load_config(explicit: Option<&PathBuf>) -> Result<config::Loaded, Error> {
     let path = match explicit {
         Some(path) => path.clone(),
         None => {
-            let cwd = std::env::current_dir().map_err(|source| Error::Io {
-                context: "cannot read the current folder".into(),
-                source,
-            })?;
+            let cwd = std::env::current_dir()
+                .map_err(|source| Error::Io { context: "cannot read the current folder".into(), source })?;
             config::discover(&cwd)?
         }
     };
@@ -130,10 +115,8 @@ fn load_config(explicit: Option<&PathBuf>) -> Result<config::Loaded, Error> {
 }
 
 fn init(args: &InitArgs, printer: &Printer) -> Result<(), Error> {
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        context: "cannot read the current folder".into(),
-        source,
-    })?;
+    let cwd = std::env::current_dir()
+        .map_err(|source| Error::Io { context: "cannot read the current folder".into(), source })?;
     let path = cwd.join(config::FILE_NAME);
     if path.exists() && !args.force {
         return Err(Error::Usage {
@@ -149,28 +132,19 @@ fn init(args: &InitArgs, printer: &Printer) -> Result<(), Error> {
         message,
         hint: Some("pass --name with a valid project name".into()),
     })?;
-    std::fs::write(&path, config::starter(&name)).map_err(|source| Error::Io {
-        context: format!("cannot write {}", path.display()),
-        source,
-    })?;
+    std::fs::write(&path, config::starter(&name))
+        .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })?;
     printer.status("Created", path.display());
     printer.json(&serde_json::json!({ "created": path }));
     Ok(())
 }
 
-fn package(
-    loaded: &config::Loaded,
-    args: &PackageArgs,
-    printer: &Printer,
-    cancel: &AtomicBool,
-) -> Result<(), Error> {
+fn package(loaded: &config::Loaded, args: &PackageArgs, printer: &Printer, cancel: &AtomicBool) -> Result<(), Error> {
     let cfg = &loaded.config;
     let artifacts = select_artifacts(cfg, &args.artifacts)?;
     let out_dir = match &args.out {
         Some(out) => out.clone(),
-        None => loaded
-            .dir
-            .join(cfg.project.dist.as_ref().map_or("dist", |d| d.as_str())),
+        None => loaded.dir.join(cfg.project.dist.as_ref().map_or("dist", |d| d.as_str())),
     };
     let request = package::PackageRequest {
         project: cfg.project.name.to_string(),
@@ -188,10 +162,7 @@ fn package(
         format!(
             "{} ({})",
             plan.source.version,
-            plan.source
-                .commit
-                .as_deref()
-                .map_or("no git commit", |c| &c[..c.len().min(12)])
+            plan.source.commit.as_deref().map_or("no git commit", |c| &c[..c.len().min(12)])
         ),
     );
     let mut reporter = PackageReporter::new(printer);
@@ -208,10 +179,7 @@ fn package(
     Ok(())
 }
 
-fn select_artifacts(
-    cfg: &config::Config,
-    wanted: &[String],
-) -> Result<Vec<(config::Name, config::Artifact)>, Error> {
+fn select_artifacts(cfg: &config::Config, wanted: &[String]) -> Result<Vec<(config::Name, config::Artifact)>, Error> {
     let all = cfg.artifacts.iter().map(|(n, a)| (n.clone(), a.clone()));
     if wanted.is_empty() {
         return Ok(all.collect());
@@ -219,17 +187,13 @@ fn select_artifacts(
     wanted
         .iter()
         .map(|w| {
-            cfg.artifacts
-                .iter()
-                .find(|(n, _)| n.as_str() == w)
-                .map(|(n, a)| (n.clone(), a.clone()))
-                .ok_or_else(|| {
-                    package::PackageError::UnknownArtifact {
-                        name: w.clone(),
-                        known: cfg.artifacts.keys().map(ToString::to_string).collect(),
-                    }
-                    .into()
-                })
+            cfg.artifacts.iter().find(|(n, _)| n.as_str() == w).map(|(n, a)| (n.clone(), a.clone())).ok_or_else(|| {
+                package::PackageError::UnknownArtifact {
+                    name: w.clone(),
+                    known: cfg.artifacts.keys().map(ToString::to_string).collect(),
+                }
+                .into()
+            })
         })
         .collect()
 }

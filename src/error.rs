@@ -15,10 +15,7 @@ pub enum Error {
     NotAvailable { command: &'static str },
     /// Bad usage that clap cannot see (e.g. a file that would be overwritten).
     #[error("{message}")]
-    Usage {
-        message: String,
-        hint: Option<String>,
-    },
+    Usage { message: String, hint: Option<String> },
     #[error("{context}")]
     Io {
         context: String,

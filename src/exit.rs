@@ -23,10 +23,7 @@ pub const ALL: &[(u8, &str)] = &[
     (OK, "ok"),
     (FAILED, "failed"),
     (USAGE, "usage or config error; nothing was changed"),
-    (
-        ROLLED_BACK,
-        "health gate failed and the change was rolled back",
-    ),
+    (ROLLED_BACK, "health gate failed and the change was rolled back"),
     (ROLLBACK_FAILED, "rollback failed, manual action needed"),
     (APPROVAL, "approval missing or rejected"),
     (LOCKED, "environment locked by another deployment"),

@@ -38,13 +38,7 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 
     /// Environment to act on, as named under [environments] in gantry.toml
-    #[arg(
-        long = "env",
-        short = 'e',
-        global = true,
-        env = "GANTRY_ENV",
-        value_name = "NAME"
-    )]
+    #[arg(long = "env", short = 'e', global = true, env = "GANTRY_ENV", value_name = "NAME")]
     pub env: Option<String>,
 
     /// Output format: human text on stderr, or JSON on stdout for scripts
@@ -270,10 +264,8 @@ mod tests {
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
-        let cli = Cli::try_parse_from([
-            "gantry", "package", "--output", "json", "-vv", "--env", "dev",
-        ])
-        .expect("parses");
+        let cli =
+            Cli::try_parse_from(["gantry", "package", "--output", "json", "-vv", "--env", "dev"]).expect("parses");
         assert_eq!(cli.global.output, OutputFormat::Json);
         assert_eq!(cli.global.verbose, 2);
         assert_eq!(cli.global.env.as_deref(), Some("dev"));

@@ -123,7 +123,12 @@ enum Compressed {
     Spooled(tempfile::NamedTempFile),
 }
 
-fn append_in_order(out: File, job: &Job<'_>, queue: &Queue, progress: &mut dyn FnMut(u64)) -> Result<ArchiveStats, ArchiveError> {
+fn append_in_order(
+    out: File,
+    job: &Job<'_>,
+    queue: &Queue,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ArchiveStats, ArchiveError> {
     let mut zip = ZipWriter::new(io::BufWriter::with_capacity(1 << 20, out));
     let mut input_bytes = 0;
     for (index, entry) in job.entries.iter().enumerate() {
@@ -141,7 +146,8 @@ fn append_in_order(out: File, job: &Job<'_>, queue: &Queue, progress: &mut dyn F
                     Compressed::Memory(prepared) => zip.add_prepared_file(prepared).map_err(ArchiveError::Write)?,
                     Compressed::Spooled(spool) => {
                         let mut one = ZipArchive::new(spool.reopen()?).map_err(ArchiveError::Write)?;
-                        zip.raw_copy_file(one.by_index_raw(0).map_err(ArchiveError::Write)?).map_err(ArchiveError::Write)?;
+                        zip.raw_copy_file(one.by_index_raw(0).map_err(ArchiveError::Write)?)
+                            .map_err(ArchiveError::Write)?;
                     }
                 }
                 queue.release(*size);
@@ -194,7 +200,8 @@ fn spool(entry: &Entry, size: u64, executable: bool, job: &Job<'_>) -> Result<te
 
     let mut spool = create_temp_in(job.spool_dir)?;
     let mut zip = ZipWriter::new(io::BufWriter::with_capacity(1 << 20, spool.as_file_mut()));
-    zip.start_file(&entry.name, file_options(job.stamp, mode(executable), size, method)).map_err(ArchiveError::Write)?;
+    zip.start_file(&entry.name, file_options(job.stamp, mode(executable), size, method))
+        .map_err(ArchiveError::Write)?;
     zip.write_all(&sample)?;
     let copied = io::copy(&mut file, &mut zip).map_err(read_err)? + sample.len() as u64;
     if copied != size {

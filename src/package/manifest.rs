@@ -36,11 +36,7 @@ pub const SCHEMA: u32 = 1;
 impl Manifest {
     /// `sha256sum -c` format: `HEX  FILE` lines, sorted by file name.
     pub fn sha256sums(&self) -> String {
-        let mut lines: Vec<String> = self
-            .artifacts
-            .iter()
-            .map(|a| format!("{}  {}\n", a.sha256, a.file))
-            .collect();
+        let mut lines: Vec<String> = self.artifacts.iter().map(|a| format!("{}  {}\n", a.sha256, a.file)).collect();
         lines.sort();
         lines.concat()
     }
@@ -60,10 +56,8 @@ pub fn archive_file_name(artifact: &str, version: &semver::Version) -> String {
 
 /// RFC 3339 UTC for a unix time.
 pub fn rfc3339(epoch: i64) -> String {
-    jiff::Timestamp::from_second(epoch).map_or_else(
-        |_| epoch.to_string(),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
+    jiff::Timestamp::from_second(epoch)
+        .map_or_else(|_| epoch.to_string(), |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 #[cfg(test)]

@@ -65,27 +65,11 @@ pub struct PlannedArtifact {
 /// Typed progress, consumed by `report::PackageReporter`.
 #[derive(Debug)]
 pub enum Event<'a> {
-    BuildStarted {
-        artifact: &'a str,
-        command: &'a str,
-    },
-    BuildFinished {
-        artifact: &'a str,
-        elapsed: Duration,
-    },
-    ArtifactStarted {
-        artifact: &'a str,
-        file: &'a str,
-        files: usize,
-        bytes: u64,
-    },
-    Progress {
-        bytes: u64,
-    },
-    ArtifactFinished {
-        artifact: &'a ManifestArtifact,
-        elapsed: Duration,
-    },
+    BuildStarted { artifact: &'a str, command: &'a str },
+    BuildFinished { artifact: &'a str, elapsed: Duration },
+    ArtifactStarted { artifact: &'a str, file: &'a str, files: usize, bytes: u64 },
+    Progress { bytes: u64 },
+    ArtifactFinished { artifact: &'a ManifestArtifact, elapsed: Duration },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +81,7 @@ pub enum PackageError {
     #[error("no artifact named `{name}` in gantry.toml")]
     UnknownArtifact { name: String, known: Vec<String> },
     #[error("build command of artifact `{artifact}` failed ({status}): {command}")]
-    Build {
-        artifact: String,
-        command: String,
-        status: String,
-    },
+    Build { artifact: String, command: String, status: String },
     #[error("cannot list the files of artifact `{artifact}`")]
     Walk {
         artifact: String,
@@ -129,10 +109,7 @@ impl PackageError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Version(_) | Self::NoArtifacts | Self::UnknownArtifact { .. } => exit::USAGE,
-            Self::Walk {
-                source: WalkError::SymlinkEscapes { .. } | WalkError::NoRoot(_),
-                ..
-            } => exit::USAGE,
+            Self::Walk { source: WalkError::SymlinkEscapes { .. } | WalkError::NoRoot(_), .. } => exit::USAGE,
             Self::Interrupted(_) => exit::INTERRUPTED,
             _ => exit::FAILED,
         }
@@ -143,13 +120,15 @@ impl PackageError {
             Self::Version(e) => e.hint(),
             Self::NoArtifacts => Some("add an [artifacts.NAME] table with a `root` folder (see `gantry init`)".into()),
             Self::UnknownArtifact { known, .. } => Some(format!("artifacts in gantry.toml: {}", known.join(", "))),
-            Self::Build { .. } => Some("run the command by hand to see why, or pass --skip-build to package what is there".into()),
+            Self::Build { .. } => {
+                Some("run the command by hand to see why, or pass --skip-build to package what is there".into())
+            }
             Self::Walk { source: WalkError::SymlinkEscapes { .. }, .. } => {
                 Some("gantry never follows links out of an artifact root: copy the file in, or exclude the link".into())
             }
-            Self::Walk { source: WalkError::NoRoot(_), .. } => {
-                Some("`root` is relative to gantry.toml; does the artifact need its `build` command to run first?".into())
-            }
+            Self::Walk { source: WalkError::NoRoot(_), .. } => Some(
+                "`root` is relative to gantry.toml; does the artifact need its `build` command to run first?".into(),
+            ),
             _ => None,
         }
     }
@@ -160,11 +139,8 @@ pub fn plan(request: &PackageRequest) -> Result<PackagePlan, PackageError> {
     if request.artifacts.is_empty() {
         return Err(PackageError::NoArtifacts);
     }
-    let source = version::resolve(
-        &request.project_dir,
-        request.version.as_deref(),
-        request.source_date_epoch.as_deref(),
-    )?;
+    let source =
+        version::resolve(&request.project_dir, request.version.as_deref(), request.source_date_epoch.as_deref())?;
     let artifacts = request
         .artifacts
         .iter()
@@ -176,11 +152,7 @@ pub fn plan(request: &PackageRequest) -> Result<PackagePlan, PackageError> {
             config: config.clone(),
         })
         .collect();
-    Ok(PackagePlan {
-        source,
-        artifacts,
-        out_dir: request.out_dir.clone(),
-    })
+    Ok(PackagePlan { source, artifacts, out_dir: request.out_dir.clone() })
 }
 
 /// Builds the archives of `plan`, then SHA256SUMS and release.json.
@@ -241,10 +213,7 @@ fn run_build(
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), PackageError> {
     let name = planned.name.as_str();
-    events(Event::BuildStarted {
-        artifact: name,
-        command,
-    });
+    events(Event::BuildStarted { artifact: name, command });
     let started = Instant::now();
     let status = Command::new("sh")
         .arg("-c")
@@ -252,10 +221,7 @@ fn run_build(
         .current_dir(&request.project_dir)
         .env("GANTRY_VERSION", plan.source.version.to_string())
         .env("GANTRY_ARTIFACT", name)
-        .env(
-            "SOURCE_DATE_EPOCH",
-            plan.source.source_date_epoch.to_string(),
-        )
+        .env("SOURCE_DATE_EPOCH", plan.source.source_date_epoch.to_string())
         .stdin(Stdio::null())
         // stdout is for data (--output json): the build's output goes to stderr.
         .stdout(io::stderr())
@@ -272,10 +238,7 @@ fn run_build(
             status: status.to_string(),
         });
     }
-    events(Event::BuildFinished {
-        artifact: name,
-        elapsed: started.elapsed(),
-    });
+    events(Event::BuildFinished { artifact: name, elapsed: started.elapsed() });
     Ok(())
 }
 
@@ -289,32 +252,10 @@ fn package_one(
     let name = planned.name.as_str();
     let started = Instant::now();
     let config = &planned.config;
-    let entries = walk::collect(
-        &planned.root,
-        &config.include,
-        &config.exclude,
-        config.gitignore,
-    )
-    .map_err(|source| PackageError::Walk {
-        artifact: name.to_owned(),
-        source,
-    })?;
-    let bytes = entries
-        .iter()
-        .map(|e| {
-            if let EntryKind::File { size, .. } = e.kind {
-                size
-            } else {
-                0
-            }
-        })
-        .sum();
-    events(Event::ArtifactStarted {
-        artifact: name,
-        file: &planned.file,
-        files: entries.len(),
-        bytes,
-    });
+    let entries = walk::collect(&planned.root, &config.include, &config.exclude, config.gitignore)
+        .map_err(|source| PackageError::Walk { artifact: name.to_owned(), source })?;
+    let bytes = entries.iter().map(|e| if let EntryKind::File { size, .. } = e.kind { size } else { 0 }).sum();
+    events(Event::ArtifactStarted { artifact: name, file: &planned.file, files: entries.len(), bytes });
 
     let out = &plan.out_dir;
     let temp = archive::create_temp_in(out).map_err(|source| PackageError::Io {
@@ -322,52 +263,32 @@ fn package_one(
         path: out.clone(),
         source,
     })?;
-    let file = temp
-        .as_file()
-        .try_clone()
-        .map_err(|source| PackageError::Io {
-            context: "cannot write",
-            path: temp.path().to_owned(),
-            source,
-        })?;
+    let file = temp.as_file().try_clone().map_err(|source| PackageError::Io {
+        context: "cannot write",
+        path: temp.path().to_owned(),
+        source,
+    })?;
     let options = archive::ArchiveOptions {
         source_date_epoch: plan.source.source_date_epoch,
         threads: request.threads,
         spool_dir: out.clone(),
     };
-    let stats = archive::write(file, &entries, &options, cancel, &mut |b| {
-        events(Event::Progress { bytes: b })
-    })
-    .map_err(|source| match source {
-        ArchiveError::Interrupted => PackageError::Interrupted(out.clone()),
-        source => PackageError::Archive {
-            artifact: name.to_owned(),
-            source,
-        },
-    })?;
+    let stats = archive::write(file, &entries, &options, cancel, &mut |b| events(Event::Progress { bytes: b }))
+        .map_err(|source| match source {
+            ArchiveError::Interrupted => PackageError::Interrupted(out.clone()),
+            source => PackageError::Archive { artifact: name.to_owned(), source },
+        })?;
 
     let (size, sha256) = hash_file(temp.path())?;
-    let artifact = ManifestArtifact {
-        name: name.to_owned(),
-        file: planned.file.clone(),
-        size,
-        sha256,
-        entries: stats.entries,
-    };
-    events(Event::ArtifactFinished {
-        artifact: &artifact,
-        elapsed: started.elapsed(),
-    });
+    let artifact =
+        ManifestArtifact { name: name.to_owned(), file: planned.file.clone(), size, sha256, entries: stats.entries };
+    events(Event::ArtifactFinished { artifact: &artifact, elapsed: started.elapsed() });
     Ok((temp, artifact))
 }
 
 /// Size and lower-case hex SHA-256 of a file.
 pub fn hash_file(path: &Path) -> Result<(u64, String), PackageError> {
-    let io_err = |source| PackageError::Io {
-        context: "cannot read",
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| PackageError::Io { context: "cannot read", path: path.to_owned(), source };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 20];
@@ -390,11 +311,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes through a temporary file in the same folder and renames it into place.
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PackageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let io_err = |source| PackageError::Io {
-        context: "cannot write",
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| PackageError::Io { context: "cannot write", path: path.to_owned(), source };
     let mut temp = archive::create_temp_in(dir).map_err(io_err)?;
     io::Write::write_all(&mut temp, contents).map_err(io_err)?;
     temp.persist(path).map_err(|e| io_err(e.error))?;

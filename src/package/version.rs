@@ -55,16 +55,13 @@ pub enum VersionError {
 impl VersionError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Invalid { .. } => {
-                Some("write a semantic version such as 1.2.3 or 1.3.0-rc.1".into())
+            Self::Invalid { .. } => Some("write a semantic version such as 1.2.3 or 1.3.0-rc.1".into()),
+            Self::BadTag { .. } => {
+                Some("tags gantry reads look like v1.2.3; delete or rename the tag, or pass --version".into())
             }
-            Self::BadTag { .. } => Some(
-                "tags gantry reads look like v1.2.3; delete or rename the tag, or pass --version"
-                    .into(),
-            ),
-            Self::NoGit { .. } => Some(
-                "pass --version 1.2.3 (or set GANTRY_VERSION), or run inside a git checkout".into(),
-            ),
+            Self::NoGit { .. } => {
+                Some("pass --version 1.2.3 (or set GANTRY_VERSION), or run inside a git checkout".into())
+            }
             Self::SourceDate(_) => Some("unset SOURCE_DATE_EPOCH to use the commit time".into()),
             Self::Git(_) => None,
         }
@@ -75,40 +72,23 @@ impl VersionError {
 pub fn parse_version(given: &str) -> Result<Version, VersionError> {
     let trimmed = given.trim();
     let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
-    Version::parse(bare).map_err(|source| VersionError::Invalid {
-        given: given.to_owned(),
-        source,
-    })
+    Version::parse(bare).map_err(|source| VersionError::Invalid { given: given.to_owned(), source })
 }
 
 /// Resolves the version, commit and source date for the checkout at `dir`.
 /// `explicit` is `--version`; `source_date_env` is the value of `SOURCE_DATE_EPOCH`.
-pub fn resolve(
-    dir: &Path,
-    explicit: Option<&str>,
-    source_date_env: Option<&str>,
-) -> Result<SourceInfo, VersionError> {
+pub fn resolve(dir: &Path, explicit: Option<&str>, source_date_env: Option<&str>) -> Result<SourceInfo, VersionError> {
     let explicit = explicit.map(parse_version).transpose()?;
     let env_epoch = source_date_env
         .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| VersionError::SourceDate(s.to_owned()))
-        })
+        .map(|s| s.trim().parse::<i64>().map_err(|_| VersionError::SourceDate(s.to_owned())))
         .transpose()?;
 
     let git = Git { dir };
     let head = if git.is_repo() { git.head()? } else { None };
     let Some(head) = head else {
-        let version = explicit.ok_or_else(|| VersionError::NoGit {
-            dir: dir.display().to_string(),
-        })?;
-        return Ok(SourceInfo {
-            version,
-            commit: None,
-            source_date_epoch: env_epoch.unwrap_or(ZIP_EPOCH),
-        });
+        let version = explicit.ok_or_else(|| VersionError::NoGit { dir: dir.display().to_string() })?;
+        return Ok(SourceInfo { version, commit: None, source_date_epoch: env_epoch.unwrap_or(ZIP_EPOCH) });
     };
 
     let commit_time: i64 = git
@@ -120,58 +100,30 @@ pub fn resolve(
         Some(v) => v,
         None => version_from_tags(&git, &head)?,
     };
-    Ok(SourceInfo {
-        version,
-        commit: Some(head),
-        source_date_epoch: env_epoch.unwrap_or(commit_time),
-    })
+    Ok(SourceInfo { version, commit: Some(head), source_date_epoch: env_epoch.unwrap_or(commit_time) })
 }
 
 fn version_from_tags(git: &Git<'_>, head: &str) -> Result<Version, VersionError> {
-    let dirty = !git
-        .run(&["status", "--porcelain", "--untracked-files=no"])?
-        .trim()
-        .is_empty();
+    let dirty = !git.run(&["status", "--porcelain", "--untracked-files=no"])?.trim().is_empty();
     let short = &head[..head.len().min(7)];
 
     if !dirty {
         let on_head = git.run(&["tag", "--points-at", "HEAD", "--list", "v[0-9]*"])?;
-        let best = on_head
-            .lines()
-            .map(tag_version)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .max();
+        let best = on_head.lines().map(tag_version).collect::<Result<Vec<_>, _>>()?.into_iter().max();
         if let Some(v) = best {
             return Ok(v);
         }
     }
 
     // The nearest reachable v-tag; `--abbrev=0` prints only its name.
-    let nearest = git.run_ok(&[
-        "describe",
-        "--tags",
-        "--abbrev=0",
-        "--match",
-        "v[0-9]*",
-        "HEAD",
-    ]);
+    let nearest = git.run_ok(&["describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD"]);
     let (base, since) = match nearest {
         Some(tag) => {
             let tag = tag.trim().to_owned();
             let count = git.run(&["rev-list", "--count", &format!("{tag}..HEAD")])?;
-            (
-                Some(tag_version(&tag)?),
-                count.trim().parse::<u64>().unwrap_or(0),
-            )
+            (Some(tag_version(&tag)?), count.trim().parse::<u64>().unwrap_or(0))
         }
-        None => (
-            None,
-            git.run(&["rev-list", "--count", "HEAD"])?
-                .trim()
-                .parse::<u64>()
-                .unwrap_or(0),
-        ),
+        None => (None, git.run(&["rev-list", "--count", "HEAD"])?.trim().parse::<u64>().unwrap_or(0)),
     };
     Ok(dev_version(base, since, short, dirty))
 }
@@ -186,21 +138,14 @@ fn dev_version(base: Option<Version>, since: u64, short_hash: &str, dirty: bool)
         format!("{}.dev.{since}", v.pre)
     };
     v.pre = Prerelease::new(&pre).expect("dev pre-release is valid");
-    let build = if dirty {
-        format!("g{short_hash}.dirty")
-    } else {
-        format!("g{short_hash}")
-    };
+    let build = if dirty { format!("g{short_hash}.dirty") } else { format!("g{short_hash}") };
     v.build = BuildMetadata::new(&build).expect("hash build metadata is valid");
     v
 }
 
 fn tag_version(tag: &str) -> Result<Version, VersionError> {
     let bare = tag.trim().strip_prefix('v').unwrap_or(tag.trim());
-    Version::parse(bare).map_err(|source| VersionError::BadTag {
-        tag: tag.trim().to_owned(),
-        source,
-    })
+    Version::parse(bare).map_err(|source| VersionError::BadTag { tag: tag.trim().to_owned(), source })
 }
 
 struct Git<'a> {
@@ -217,23 +162,16 @@ impl Git<'_> {
     }
 
     fn is_repo(&self) -> bool {
-        self.command(&["rev-parse", "--git-dir"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        self.command(&["rev-parse", "--git-dir"]).output().is_ok_and(|o| o.status.success())
     }
 
     /// HEAD's hash, or None in a repository with no commits yet.
     fn head(&self) -> Result<Option<String>, VersionError> {
-        Ok(self
-            .run_ok(&["rev-parse", "--verify", "--quiet", "HEAD"])
-            .map(|s| s.trim().to_owned()))
+        Ok(self.run_ok(&["rev-parse", "--verify", "--quiet", "HEAD"]).map(|s| s.trim().to_owned()))
     }
 
     fn run(&self, args: &[&str]) -> Result<String, VersionError> {
-        let out = self
-            .command(args)
-            .output()
-            .map_err(|e| VersionError::Git(format!("cannot run git: {e}")))?;
+        let out = self.command(args).output().map_err(|e| VersionError::Git(format!("cannot run git: {e}")))?;
         if !out.status.success() {
             return Err(VersionError::Git(format!(
                 "`git {}` failed: {}",
@@ -286,11 +224,7 @@ mod tests {
     }
 
     fn head_short(dir: &Path) -> String {
-        Git { dir }
-            .run(&["rev-parse", "--short=7", "HEAD"])
-            .unwrap()
-            .trim()
-            .to_owned()
+        Git { dir }.run(&["rev-parse", "--short=7", "HEAD"]).unwrap().trim().to_owned()
     }
 
     #[test]
@@ -320,10 +254,7 @@ mod tests {
         git(dir.path(), &["tag", "v1.2.3"]);
         git(dir.path(), &["tag", "v1.2.10"]);
         git(dir.path(), &["tag", "not-a-version"]);
-        assert_eq!(
-            resolve(dir.path(), None, None).unwrap().version.to_string(),
-            "1.2.10"
-        );
+        assert_eq!(resolve(dir.path(), None, None).unwrap().version.to_string(), "1.2.10");
     }
 
     #[test]
@@ -335,10 +266,7 @@ mod tests {
             commit(dir.path(), f);
         }
         let v = resolve(dir.path(), None, None).unwrap().version;
-        assert_eq!(
-            v.to_string(),
-            format!("1.2.4-dev.5+g{}", head_short(dir.path()))
-        );
+        assert_eq!(v.to_string(), format!("1.2.4-dev.5+g{}", head_short(dir.path())));
         assert!(v > Version::parse("1.2.3").unwrap());
     }
 
@@ -349,10 +277,7 @@ mod tests {
         git(dir.path(), &["tag", "v1.3.0-rc.1"]);
         commit(dir.path(), "b");
         let v = resolve(dir.path(), None, None).unwrap().version;
-        assert_eq!(
-            v.to_string(),
-            format!("1.3.0-rc.1.dev.1+g{}", head_short(dir.path()))
-        );
+        assert_eq!(v.to_string(), format!("1.3.0-rc.1.dev.1+g{}", head_short(dir.path())));
         assert!(v > Version::parse("1.3.0-rc.1").unwrap());
     }
 
@@ -363,10 +288,7 @@ mod tests {
         commit(dir.path(), "b");
         std::fs::write(dir.path().join("a"), "changed").unwrap();
         let v = resolve(dir.path(), None, None).unwrap().version;
-        assert_eq!(
-            v.to_string(),
-            format!("0.0.1-dev.2+g{}.dirty", head_short(dir.path()))
-        );
+        assert_eq!(v.to_string(), format!("0.0.1-dev.2+g{}.dirty", head_short(dir.path())));
     }
 
     #[test]
@@ -376,26 +298,15 @@ mod tests {
         git(dir.path(), &["tag", "v1.0.0"]);
         std::fs::write(dir.path().join("a"), "changed").unwrap();
         let v = resolve(dir.path(), None, None).unwrap().version;
-        assert_eq!(
-            v.to_string(),
-            format!("1.0.1-dev.0+g{}.dirty", head_short(dir.path()))
-        );
+        assert_eq!(v.to_string(), format!("1.0.1-dev.0+g{}.dirty", head_short(dir.path())));
     }
 
     #[test]
     fn source_date_epoch_overrides_commit_time() {
         let dir = repo();
         commit(dir.path(), "a");
-        assert_eq!(
-            resolve(dir.path(), None, Some("1234567890"))
-                .unwrap()
-                .source_date_epoch,
-            1_234_567_890
-        );
-        assert!(matches!(
-            resolve(dir.path(), None, Some("yesterday")),
-            Err(VersionError::SourceDate(_))
-        ));
+        assert_eq!(resolve(dir.path(), None, Some("1234567890")).unwrap().source_date_epoch, 1_234_567_890);
+        assert!(matches!(resolve(dir.path(), None, Some("yesterday")), Err(VersionError::SourceDate(_))));
     }
 
     #[test]

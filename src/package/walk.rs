@@ -48,12 +48,7 @@ pub enum WalkError {
 }
 
 /// Lists the files under `root` selected by the globs, sorted by name (byte order).
-pub fn collect(
-    root: &Path,
-    include: &[Glob],
-    exclude: &[Glob],
-    gitignore: bool,
-) -> Result<Vec<Entry>, WalkError> {
+pub fn collect(root: &Path, include: &[Glob], exclude: &[Glob], gitignore: bool) -> Result<Vec<Entry>, WalkError> {
     if !root.is_dir() {
         return Err(WalkError::NoRoot(root.to_owned()));
     }
@@ -83,38 +78,22 @@ pub fn collect(
         }
         let path = item.path();
         let rel = path.strip_prefix(root).expect("walk stays under its root");
-        let name = rel
-            .to_str()
-            .ok_or_else(|| WalkError::NotUtf8(path.to_owned()))?
-            .replace('\\', "/");
+        let name = rel.to_str().ok_or_else(|| WalkError::NotUtf8(path.to_owned()))?.replace('\\', "/");
         if !include.matches(&name) || exclude.matches(&name) {
             continue;
         }
         let kind = if file_type.is_symlink() {
-            let target = std::fs::read_link(path).map_err(|source| WalkError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| WalkError::NotUtf8(target.clone()))?
-                .to_owned();
+            let target = std::fs::read_link(path).map_err(|source| WalkError::Io { path: path.to_owned(), source })?;
+            let target = target.to_str().ok_or_else(|| WalkError::NotUtf8(target.clone()))?.to_owned();
             if !stays_inside(rel, &target) {
                 return Err(WalkError::SymlinkEscapes { name, target });
             }
             EntryKind::Symlink { target }
         } else {
             let meta = item.metadata().map_err(|e| walk_io(path, e))?;
-            EntryKind::File {
-                size: meta.len(),
-                executable: is_executable(&meta),
-            }
+            EntryKind::File { size: meta.len(), executable: is_executable(&meta) }
         };
-        entries.push(Entry {
-            name,
-            path: path.to_owned(),
-            kind,
-        });
+        entries.push(Entry { name, path: path.to_owned(), kind });
     }
     entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(entries)
@@ -155,13 +134,8 @@ fn is_executable(_: &std::fs::Metadata) -> bool {
 }
 
 fn walk_io(path: &Path, e: ignore::Error) -> WalkError {
-    let source = e
-        .into_io_error()
-        .unwrap_or_else(|| std::io::Error::other("walk failed"));
-    WalkError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed"));
+    WalkError::Io { path: path.to_owned(), source }
 }
 
 /// gitignore-flavoured globs: a pattern without `/` matches at any depth, a
@@ -186,19 +160,12 @@ impl Matcher {
                 let compiled = GlobBuilder::new(&expanded)
                     .literal_separator(true)
                     .build()
-                    .map_err(|source| WalkError::Glob {
-                        glob: raw.to_owned(),
-                        source,
-                    })?;
+                    .map_err(|source| WalkError::Glob { glob: raw.to_owned(), source })?;
                 builder.add(compiled);
             }
         }
         let build = |b: GlobSetBuilder| b.build().expect("each glob already compiled");
-        Ok(Self {
-            set: build(set),
-            negated: build(negated),
-            empty: globs.is_empty(),
-        })
+        Ok(Self { set: build(set), negated: build(negated), empty: globs.is_empty() })
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -212,16 +179,8 @@ fn expand(pattern: &str) -> Vec<String> {
     let p = pattern.trim_end_matches('/');
     let anchored = p.starts_with('/') || p.contains('/');
     let p = p.trim_start_matches('/');
-    let base = if anchored || p.starts_with("**") {
-        p.to_owned()
-    } else {
-        format!("**/{p}")
-    };
-    if dir_only {
-        vec![format!("{base}/**")]
-    } else {
-        vec![base.clone(), format!("{base}/**")]
-    }
+    let base = if anchored || p.starts_with("**") { p.to_owned() } else { format!("**/{p}") };
+    if dir_only { vec![format!("{base}/**")] } else { vec![base.clone(), format!("{base}/**")] }
 }
 
 #[cfg(test)]
@@ -239,40 +198,18 @@ mod tests {
     }
 
     fn names(root: &Path, include: &[&str], exclude: &[&str]) -> Vec<String> {
-        let g = |v: &[&str]| {
-            v.iter()
-                .map(|s| s.parse::<Glob>().unwrap())
-                .collect::<Vec<_>>()
-        };
-        collect(root, &g(include), &g(exclude), true)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect()
+        let g = |v: &[&str]| v.iter().map(|s| s.parse::<Glob>().unwrap()).collect::<Vec<_>>();
+        collect(root, &g(include), &g(exclude), true).unwrap().into_iter().map(|e| e.name).collect()
     }
 
     #[test]
     fn sorted_with_globs_and_gitignore() {
-        let dir = tree(&[
-            "b.txt",
-            "a/z.js",
-            "a/y.log",
-            "B/c.txt",
-            ".env",
-            "node_modules/x.js",
-            ".gitignore",
-        ]);
+        let dir = tree(&["b.txt", "a/z.js", "a/y.log", "B/c.txt", ".env", "node_modules/x.js", ".gitignore"]);
         std::fs::write(dir.path().join(".gitignore"), "node_modules/\n").unwrap();
-        assert_eq!(
-            names(dir.path(), &["**"], &["*.log", ".env"]),
-            [".gitignore", "B/c.txt", "a/z.js", "b.txt"]
-        );
+        assert_eq!(names(dir.path(), &["**"], &["*.log", ".env"]), [".gitignore", "B/c.txt", "a/z.js", "b.txt"]);
         assert_eq!(names(dir.path(), &["*.js"], &[]), ["a/z.js"]);
         assert_eq!(names(dir.path(), &["a/"], &[]), ["a/y.log", "a/z.js"]);
-        assert_eq!(
-            names(dir.path(), &["**", "!*.txt"], &[]),
-            [".env", ".gitignore", "a/y.log", "a/z.js"]
-        );
+        assert_eq!(names(dir.path(), &["**", "!*.txt"], &[]), [".env", ".gitignore", "a/y.log", "a/z.js"]);
     }
 
     #[test]
@@ -280,12 +217,7 @@ mod tests {
         let dir = tree(&["lib/real.txt"]);
         std::os::unix::fs::symlink("real.txt", dir.path().join("lib/link.txt")).unwrap();
         let entries = collect(dir.path(), &[Glob::any()], &[], true).unwrap();
-        assert_eq!(
-            entries[0].kind,
-            EntryKind::Symlink {
-                target: "real.txt".into()
-            }
-        );
+        assert_eq!(entries[0].kind, EntryKind::Symlink { target: "real.txt".into() });
 
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("lib/bad")).unwrap();
         let err = collect(dir.path(), &[Glob::any()], &[], true).unwrap_err();

@@ -54,9 +54,7 @@ impl Printer {
     /// Whether progress bars should be drawn: a terminal, human output, not quiet or verbose
     /// (verbose logs would tear the bar).
     pub fn progress(&self) -> bool {
-        self.interactive
-            && self.format == OutputFormat::Human
-            && self.verbosity == Verbosity::Normal
+        self.interactive && self.format == OutputFormat::Human && self.verbosity == Verbosity::Normal
     }
 
     /// A status line on stderr: `   Packaged app-1.2.3.zip (1.2 MB)`; a right-aligned
@@ -94,17 +92,8 @@ impl Printer {
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(out.as_bytes());
         if self.github_actions {
-            let first = error
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let _ = writeln!(
-                stderr,
-                "::error title=gantry::{}",
-                escape_annotation(&first)
-            );
+            let first = error.to_string().lines().next().unwrap_or_default().to_owned();
+            let _ = writeln!(stderr, "::error title=gantry::{}", escape_annotation(&first));
         }
     }
 
@@ -119,19 +108,13 @@ impl Printer {
     }
 
     fn paint(&self, text: &str, sgr: &str) -> String {
-        if self.color {
-            format!("\x1b[{sgr}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
+        if self.color { format!("\x1b[{sgr}m{text}\x1b[0m") } else { text.to_owned() }
     }
 }
 
 /// GitHub workflow commands need `%`, CR and LF escaped in their message.
 fn escape_annotation(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// `1.2 MB`-style sizes for humans (decimal units, as `ls -lh --si` and cargo do).
@@ -143,11 +126,7 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]

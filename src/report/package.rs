@@ -18,21 +18,13 @@ impl<'p> PackageReporter<'p> {
 
     pub fn event(&mut self, event: Event<'_>) {
         match event {
-            Event::BuildStarted { artifact, command } => self
-                .printer
-                .status("Building", format!("{artifact}: {command}")),
-            Event::BuildFinished { artifact, elapsed } => {
-                self.printer.status(
-                    "Built",
-                    format!("{artifact} in {:.1}s", elapsed.as_secs_f64()),
-                );
+            Event::BuildStarted { artifact, command } => {
+                self.printer.status("Building", format!("{artifact}: {command}"))
             }
-            Event::ArtifactStarted {
-                artifact,
-                file,
-                files,
-                bytes,
-            } => {
+            Event::BuildFinished { artifact, elapsed } => {
+                self.printer.status("Built", format!("{artifact} in {:.1}s", elapsed.as_secs_f64()));
+            }
+            Event::ArtifactStarted { artifact, file, files, bytes } => {
                 if self.printer.progress() {
                     let bar = ProgressBar::new(bytes);
                     bar.set_style(
@@ -43,13 +35,8 @@ impl<'p> PackageReporter<'p> {
                     bar.set_prefix("Packaging");
                     self.bar = Some(bar);
                 } else {
-                    self.printer.status(
-                        "Packaging",
-                        format!(
-                            "{artifact} -> {file} ({files} files, {})",
-                            human_bytes(bytes)
-                        ),
-                    );
+                    self.printer
+                        .status("Packaging", format!("{artifact} -> {file} ({files} files, {})", human_bytes(bytes)));
                 }
             }
             Event::Progress { bytes } => {

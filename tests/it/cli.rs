@@ -123,7 +123,8 @@ fn completions_are_scripts_on_stdout() {
 fn output_format_comes_from_the_environment_too() {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &[("gantry.toml", "[project]\nname = \"p\"\n[artifacts.a]\nroot = \"a\"\n"), ("a/f", "x")]);
-    let out = gantry(dir.path()).args(["package", "--version", "1.0.0"]).env("GANTRY_OUTPUT", "json").assert().success();
+    let out =
+        gantry(dir.path()).args(["package", "--version", "1.0.0"]).env("GANTRY_OUTPUT", "json").assert().success();
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).expect("JSON on stdout");
     assert_eq!(doc["version"], "1.0.0");
     // The flag beats the environment: human output leaves stdout empty.

@@ -30,10 +30,7 @@ fn project(dir: &Path) {
             ("api/cache/tmp.bin", "cached"),
             ("api/Zeta.txt", "capital Z sorts first"),
             ("web/dist/index.html", "<html></html>"),
-            (
-                "web/dist/assets/app.3f2a.js",
-                &"console.log(1);".repeat(100),
-            ),
+            ("web/dist/assets/app.3f2a.js", &"console.log(1);".repeat(100)),
         ],
     );
     let run = dir.join("api/run.sh");
@@ -48,11 +45,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 fn package(dir: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    gantry(dir)
-        .args(["package", "--version", "1.4.0"])
-        .args(extra)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .assert()
+    gantry(dir).args(["package", "--version", "1.4.0"]).args(extra).env("SOURCE_DATE_EPOCH", "1700000000").assert()
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
@@ -70,11 +63,7 @@ fn same_inputs_give_identical_bytes_in_other_folders_and_times() {
     // The second checkout differs in everything a zip must not record: file times,
     // group/other permission bits, and the order files were created in.
     for f in ["api/main.py", "web/dist/index.html", "api/lib/util.py"] {
-        let status = Command::new("touch")
-            .args(["-d", "2001-02-03 04:05:06"])
-            .arg(b.join(f))
-            .status()
-            .unwrap();
+        let status = Command::new("touch").args(["-d", "2001-02-03 04:05:06"]).arg(b.join(f)).status().unwrap();
         assert!(status.success());
     }
     set_mode(&b.join("api/main.py"), 0o600);
@@ -86,23 +75,10 @@ fn same_inputs_give_identical_bytes_in_other_folders_and_times() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     package(&b, &["--out", "dist-again"]).success();
 
-    for file in [
-        "api-1.4.0.zip",
-        "web-1.4.0.zip",
-        "SHA256SUMS",
-        "release.json",
-    ] {
+    for file in ["api-1.4.0.zip", "web-1.4.0.zip", "SHA256SUMS", "release.json"] {
         let first = read(a.path().join("dist").join(file));
-        assert_eq!(
-            first,
-            read(b.join("dist").join(file)),
-            "{file} differs between folders"
-        );
-        assert_eq!(
-            first,
-            read(b.join("dist-again").join(file)),
-            "{file} differs between runs"
-        );
+        assert_eq!(first, read(b.join("dist").join(file)), "{file} differs between folders");
+        assert_eq!(first, read(b.join("dist-again").join(file)), "{file} differs between runs");
     }
 }
 
@@ -113,16 +89,8 @@ fn zips_pass_unzip_and_python_with_order_modes_and_times_as_promised() {
     package(dir.path(), &[]).success();
     let zip = dir.path().join("dist/api-1.4.0.zip");
 
-    let unzip = Command::new("unzip")
-        .arg("-t")
-        .arg(&zip)
-        .output()
-        .expect("unzip is installed");
-    assert!(
-        unzip.status.success(),
-        "unzip -t: {}",
-        String::from_utf8_lossy(&unzip.stdout)
-    );
+    let unzip = Command::new("unzip").arg("-t").arg(&zip).output().expect("unzip is installed");
+    assert!(unzip.status.success(), "unzip -t: {}", String::from_utf8_lossy(&unzip.stdout));
     assert!(String::from_utf8_lossy(&unzip.stdout).contains("No errors detected"));
 
     // Python's zipfile reads every entry, checks CRCs, and reports what we stored.
@@ -132,32 +100,12 @@ z = zipfile.ZipFile(sys.argv[1])
 assert z.testzip() is None
 print(json.dumps([[i.filename, oct(i.external_attr >> 16), list(i.date_time), i.create_system, len(i.extra)] for i in z.infolist()]))
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&zip)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let entries: Vec<(String, String, Vec<u32>, u32, usize)> =
-        serde_json::from_slice(&out.stdout).unwrap();
+    let out = Command::new("python3").arg("-c").arg(script).arg(&zip).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<(String, String, Vec<u32>, u32, usize)> = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     // Byte order of names; gitignored cache/ and excluded *.log are absent.
-    assert_eq!(
-        names,
-        [
-            ".gitignore",
-            "Zeta.txt",
-            "lib/util.py",
-            "main.py",
-            "run.sh",
-            "util-link.py"
-        ]
-    );
+    assert_eq!(names, [".gitignore", "Zeta.txt", "lib/util.py", "main.py", "run.sh", "util-link.py"]);
     for (name, mode, date, system, extra) in &entries {
         let expected = match name.as_str() {
             "run.sh" => "0o100755",
@@ -165,24 +113,12 @@ print(json.dumps([[i.filename, oct(i.external_attr >> 16), list(i.date_time), i.
             _ => "0o100644",
         };
         assert_eq!(mode, expected, "mode of {name}");
-        assert_eq!(
-            date,
-            &[2023, 11, 14, 22, 13, 20],
-            "time of {name} is SOURCE_DATE_EPOCH in UTC"
-        );
+        assert_eq!(date, &[2023, 11, 14, 22, 13, 20], "time of {name} is SOURCE_DATE_EPOCH in UTC");
         assert_eq!(*system, 3, "{name} made on Unix");
         assert_eq!(*extra, 0, "{name} has no extra fields");
     }
-    let link = Command::new("unzip")
-        .arg("-p")
-        .arg(&zip)
-        .arg("util-link.py")
-        .output()
-        .unwrap();
-    assert_eq!(
-        link.stdout, b"lib/util.py",
-        "a symlink is stored as its target"
-    );
+    let link = Command::new("unzip").arg("-p").arg(&zip).arg("util-link.py").output().unwrap();
+    assert_eq!(link.stdout, b"lib/util.py", "a symlink is stored as its target");
 }
 
 #[test]
@@ -192,17 +128,12 @@ fn manifest_and_checksums_describe_the_zips() {
     let out = package(dir.path(), &["--output", "json"]).success();
     let stdout: serde_json::Value =
         serde_json::from_slice(&out.get_output().stdout).expect("stdout is one JSON document");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
     assert_eq!(stdout["artifacts"], manifest["artifacts"]);
     assert_eq!(manifest["project"], "shop");
     assert_eq!(manifest["version"], "1.4.0");
     assert_eq!(manifest["created"], "2023-11-14T22:13:20Z");
-    assert_eq!(
-        manifest["commit"],
-        serde_json::Value::Null,
-        "not a git checkout"
-    );
+    assert_eq!(manifest["commit"], serde_json::Value::Null, "not a git checkout");
     let artifacts = manifest["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 2);
     for a in artifacts {
@@ -214,11 +145,7 @@ fn manifest_and_checksums_describe_the_zips() {
         .current_dir(dir.path().join("dist"))
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     assert_eq!(String::from_utf8_lossy(&check.stdout).lines().count(), 2);
 }
 
@@ -231,13 +158,9 @@ fn version_and_time_come_from_git_when_not_given() {
     git(dir.path(), &["commit", "-q", "-m", "first"]);
     git(dir.path(), &["tag", "v2.0.0"]);
     gantry(dir.path()).arg("package").assert().success();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
     assert_eq!(manifest["version"], "2.0.0");
-    assert_eq!(
-        manifest["source_date_epoch"], 1_700_000_000,
-        "the commit time"
-    );
+    assert_eq!(manifest["source_date_epoch"], 1_700_000_000, "the commit time");
     assert_eq!(manifest["commit"].as_str().map(str::len), Some(40));
     assert!(dir.path().join("dist/api-2.0.0.zip").is_file());
 }
@@ -245,13 +168,7 @@ fn version_and_time_come_from_git_when_not_given() {
 #[test]
 fn large_files_are_streamed_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    write_tree(
-        dir.path(),
-        &[(
-            "gantry.toml",
-            "[project]\nname = \"big\"\n[artifacts.blob]\nroot = \"data\"\n",
-        )],
-    );
+    write_tree(dir.path(), &[("gantry.toml", "[project]\nname = \"big\"\n[artifacts.blob]\nroot = \"data\"\n")]);
     // 9 MiB of text and 9 MiB of noise: both above the streaming threshold.
     let text = "line of very compressible text\n".repeat(9 << 20 >> 5);
     let mut x: u32 = 7;
@@ -268,19 +185,10 @@ fn large_files_are_streamed_and_round_trip() {
     let zip = dir.path().join("dist/blob-1.4.0.zip");
     let unzip = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
     assert!(unzip.status.success());
-    let got = Command::new("unzip")
-        .arg("-p")
-        .arg(&zip)
-        .arg("noise.bin")
-        .output()
-        .unwrap()
-        .stdout;
+    let got = Command::new("unzip").arg("-p").arg(&zip).arg("noise.bin").output().unwrap().stdout;
     assert!(got == noise, "noise.bin round-trips");
     let size = std::fs::metadata(&zip).unwrap().len();
-    assert!(
-        size < (9 << 20) + (1 << 20),
-        "text compressed and noise stored, not inflated: {size}"
-    );
+    assert!(size < (9 << 20) + (1 << 20), "text compressed and noise stored, not inflated: {size}");
     package(dir.path(), &["--out", "dist-again"]).success();
     assert!(read(zip) == read(dir.path().join("dist-again/blob-1.4.0.zip")), "large entries are reproducible too");
     assert_dist_has_no_temp_files(dir.path());
@@ -293,10 +201,7 @@ fn a_link_out_of_the_root_is_refused_and_nothing_is_written() {
     std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("api/lib/passwd")).unwrap();
     let out = package(dir.path(), &[]).code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
-    assert!(
-        stderr.contains("symlink lib/passwd points outside the artifact root"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("symlink lib/passwd points outside the artifact root"), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
     assert!(!dir.path().join("dist/release.json").exists());
     assert_dist_has_no_temp_files(dir.path());
@@ -310,19 +215,10 @@ fn a_failing_build_command_fails_before_any_release_is_written() {
     std::fs::write(dir.path().join("gantry.toml"), config).unwrap();
     let out = package(dir.path(), &[]).code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
-    assert!(
-        stderr.contains("build command of artifact `web` failed (exit status: 7)"),
-        "{stderr}"
-    );
-    assert!(
-        out.get_output().stdout.is_empty(),
-        "build output goes to stderr"
-    );
+    assert!(stderr.contains("build command of artifact `web` failed (exit status: 7)"), "{stderr}");
+    assert!(out.get_output().stdout.is_empty(), "build output goes to stderr");
     assert!(!dir.path().join("dist/release.json").exists());
-    assert!(
-        !dir.path().join("dist/api-1.4.0.zip").exists(),
-        "builds run before any archive is written"
-    );
+    assert!(!dir.path().join("dist/api-1.4.0.zip").exists(), "builds run before any archive is written");
     assert_dist_has_no_temp_files(dir.path());
 }
 
@@ -330,28 +226,16 @@ fn a_failing_build_command_fails_before_any_release_is_written() {
 fn bad_version_and_unknown_artifact_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let out = gantry(dir.path())
-        .args(["package", "--version", "1.2"])
-        .assert()
-        .code(2);
+    let out = gantry(dir.path()).args(["package", "--version", "1.2"]).assert().code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(stderr.contains("invalid version `1.2`"), "{stderr}");
-    assert!(
-        stderr.contains("hint: write a semantic version"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("hint: write a semantic version"), "{stderr}");
 
     let out = package(dir.path(), &["--artifact", "wbe"]).code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(stderr.contains("no artifact named `wbe`"), "{stderr}");
-    assert!(
-        stderr.contains("artifacts in gantry.toml: api, web"),
-        "{stderr}"
-    );
-    assert!(
-        !dir.path().join("dist").exists(),
-        "a usage error writes nothing"
-    );
+    assert!(stderr.contains("artifacts in gantry.toml: api, web"), "{stderr}");
+    assert!(!dir.path().join("dist").exists(), "a usage error writes nothing");
 }
 
 #[test]
@@ -369,14 +253,9 @@ fn only_selected_artifacts_are_packaged() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
     package(dir.path(), &["-a", "web"]).success();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
-    let names: Vec<&str> = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let manifest: serde_json::Value = serde_json::from_slice(&read(dir.path().join("dist/release.json"))).unwrap();
+    let names: Vec<&str> =
+        manifest["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["web"]);
     assert!(!dir.path().join("dist/api-1.4.0.zip").exists());
 }
@@ -385,9 +264,7 @@ fn assert_dist_has_no_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir.join("dist")) else {
         return;
     };
-    let temps: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .collect();
+    let temps: Vec<_> =
+        entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
     assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
 }

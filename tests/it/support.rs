@@ -9,11 +9,7 @@ pub fn gantry(dir: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("gantry").expect("gantry binary is built");
     cmd.current_dir(dir);
     for (key, _) in std::env::vars() {
-        if key.starts_with("GANTRY_")
-            || key == "SOURCE_DATE_EPOCH"
-            || key == "NO_COLOR"
-            || key == "GITHUB_ACTIONS"
-        {
+        if key.starts_with("GANTRY_") || key == "SOURCE_DATE_EPOCH" || key == "NO_COLOR" || key == "GITHUB_ACTIONS" {
             cmd.env_remove(key);
         }
     }
