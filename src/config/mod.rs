@@ -72,7 +72,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     // Variables that are not valid UTF-8 cannot be TOML; they are not ours to override with.
     let vars: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
-    load_with_env(path, &vars)
+    let loaded = load_with_env(path, &vars)?;
+    tracing::debug!(path = %path.display(), environments = loaded.env_targets.len(), "loaded configuration");
+    Ok(loaded)
 }
 
 /// Reads and validates the file at `path`, applying the `GANTRY_A__B=value` overrides

@@ -96,6 +96,7 @@ pub fn write(
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
     };
+    tracing::debug!(threads, entries = entries.len(), "compressing");
     let queue = Queue::default();
     let job = Job { entries, stamp, spool_dir: &options.spool_dir, cancel };
 

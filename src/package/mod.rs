@@ -255,6 +255,7 @@ fn package_one(
     let entries = walk::collect(&planned.root, &config.include, &config.exclude, config.gitignore)
         .map_err(|source| PackageError::Walk { artifact: name.to_owned(), source })?;
     let bytes = entries.iter().map(|e| if let EntryKind::File { size, .. } = e.kind { size } else { 0 }).sum();
+    tracing::debug!(artifact = name, root = %planned.root.display(), files = entries.len(), bytes, "selected files");
     events(Event::ArtifactStarted { artifact: name, file: &planned.file, files: entries.len(), bytes });
 
     let out = &plan.out_dir;

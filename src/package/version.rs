@@ -100,6 +100,8 @@ pub fn resolve(dir: &Path, explicit: Option<&str>, source_date_env: Option<&str>
         Some(v) => v,
         None => version_from_tags(&git, &head)?,
     };
+    let date_source = if env_epoch.is_some() { "SOURCE_DATE_EPOCH" } else { "the commit time" };
+    tracing::debug!(%version, commit = %head, "source date from {date_source}");
     Ok(SourceInfo { version, commit: Some(head), source_date_epoch: env_epoch.unwrap_or(commit_time) })
 }
 
