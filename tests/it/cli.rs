@@ -25,22 +25,12 @@ const COMMANDS: &[&[&str]] = &[
     &["completions"],
 ];
 
-/// Commands whose issues have not landed: they must refuse, never fake a success.
-const NOT_YET: &[&[&str]] = &[
-    &["plan"],
-    &["publish"],
-    &["image", "push"],
-    &["pipeline", "start"],
-    &["pipeline", "watch"],
-    &["pipeline", "status"],
-    &["approve"],
-    &["reject"],
-    &["deploy"],
-    &["rollback"],
-    &["release"],
-    &["status"],
-    &["history"],
-];
+/// Commands built so far; every other command must refuse, never fake a success.
+const AVAILABLE: &[&str] = &["init", "package", "completions"];
+
+fn not_yet() -> impl Iterator<Item = &'static [&'static str]> {
+    COMMANDS.iter().copied().filter(|c| !AVAILABLE.contains(&c[0]))
+}
 
 #[test]
 fn every_command_has_help() {
@@ -61,8 +51,9 @@ fn every_command_has_help() {
 #[test]
 fn commands_not_built_yet_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    for command in NOT_YET {
-        let out = gantry(dir.path()).args(*command).args(["--env", "dev"]).assert().code(2);
+    assert_eq!(not_yet().count(), 13, "the commands later issues build");
+    for command in not_yet() {
+        let out = gantry(dir.path()).args(command).args(["--env", "dev"]).assert().code(2);
         let output = out.get_output();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{command:?}: {stderr}");
