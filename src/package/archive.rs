@@ -143,7 +143,7 @@ fn append_in_order(
                 0
             }
             EntryKind::File { size, .. } => {
-                match queue.take(index)? {
+                match queue.take(index, job.cancel)? {
                     Compressed::Memory(prepared) => zip.add_prepared_file(prepared).map_err(ArchiveError::Write)?,
                     Compressed::Spooled(spool) => {
                         let mut one = ZipArchive::new(spool.reopen()?).map_err(ArchiveError::Write)?;
@@ -204,13 +204,42 @@ fn spool(entry: &Entry, size: u64, executable: bool, job: &Job<'_>) -> Result<te
     zip.start_file(&entry.name, file_options(job.stamp, mode(executable), size, method))
         .map_err(ArchiveError::Write)?;
     zip.write_all(&sample)?;
-    let copied = io::copy(&mut file, &mut zip).map_err(read_err)? + sample.len() as u64;
+    let copied = copy_unless_cancelled(&mut file, &mut zip, job.cancel).map_err(|e| match e {
+        Copy::Read(source) => read_err(source),
+        Copy::Write(e) => e.into(),
+        Copy::Cancelled => ArchiveError::Interrupted,
+    })? + sample.len() as u64;
     if copied != size {
         return Err(ArchiveError::Changed { path: entry.path.clone(), expected: size, actual: copied });
     }
     zip.finish().map_err(ArchiveError::Write)?.flush()?;
     spool.as_file_mut().rewind()?;
     Ok(spool)
+}
+
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+    Cancelled,
+}
+
+/// `io::copy`, checking `cancel` every MiB so an interrupt does not wait for a large file.
+fn copy_unless_cancelled(from: &mut impl Read, to: &mut impl Write, cancel: &AtomicBool) -> Result<u64, Copy> {
+    let mut buf = vec![0; 1 << 20];
+    let mut total = 0;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Copy::Cancelled);
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(Copy::Write)?;
+        total += n as u64;
+    }
 }
 
 /// Whether deflate shrinks this sample by at least 1%.
@@ -325,7 +354,7 @@ impl Queue {
                         state.next += 1;
                         break (state.next - 1, entry);
                     }
-                    state = self.changed.wait(state).expect("queue lock");
+                    state = self.wait(state);
                 }
             };
             let compressed = compress(entry, job);
@@ -336,14 +365,22 @@ impl Queue {
     }
 
     /// The writer: wait for entry `index` to be compressed.
-    fn take(&self, index: usize) -> Result<Compressed, ArchiveError> {
+    fn take(&self, index: usize, cancel: &AtomicBool) -> Result<Compressed, ArchiveError> {
         let mut state = self.state.lock().expect("queue lock");
         loop {
             if let Some(done) = state.ready.remove(&index) {
                 return done;
             }
-            state = self.changed.wait(state).expect("queue lock");
+            if cancel.load(Ordering::Relaxed) {
+                return Err(ArchiveError::Interrupted);
+            }
+            state = self.wait(state);
         }
+    }
+
+    /// Waits for a change, or a tenth of a second, so waiters also notice an interrupt.
+    fn wait<'a>(&self, state: std::sync::MutexGuard<'a, QueueState>) -> std::sync::MutexGuard<'a, QueueState> {
+        self.changed.wait_timeout(state, std::time::Duration::from_millis(100)).expect("queue lock").0
     }
 
     /// The writer appended a file of `size` bytes: let the workers claim more.
@@ -384,6 +421,39 @@ mod tests {
             })
             .collect();
         assert!(!deflate_helps(&random));
+    }
+
+    #[test]
+    fn an_interrupt_mid_archive_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<Entry> = (0..50)
+            .map(|i| {
+                let path = dir.path().join(format!("f{i:02}"));
+                std::fs::write(&path, "data ".repeat(1000)).unwrap();
+                Entry { name: format!("f{i:02}"), path, kind: EntryKind::File { size: 5000, executable: false } }
+            })
+            .collect();
+        let options = ArchiveOptions { source_date_epoch: 0, threads: 2, spool_dir: dir.path().to_owned() };
+        let cancel = AtomicBool::new(false);
+        let out = tempfile::tempfile().unwrap();
+        let mut appended = 0;
+        let result = write(out, &entries, &options, &cancel, &mut |_| {
+            appended += 1;
+            if appended == 3 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        });
+        assert!(matches!(result, Err(ArchiveError::Interrupted)), "{result:?}");
+        assert_eq!(appended, 3, "nothing is appended after the interrupt");
+    }
+
+    #[test]
+    fn a_cancelled_copy_stops_between_chunks() {
+        let cancel = AtomicBool::new(true);
+        let mut sink = Vec::new();
+        let result = copy_unless_cancelled(&mut &[1u8; 10][..], &mut sink, &cancel);
+        assert!(matches!(result, Err(Copy::Cancelled)));
+        assert!(sink.is_empty());
     }
 
     #[test]

@@ -109,7 +109,10 @@ impl PackageError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Version(_) | Self::NoArtifacts | Self::UnknownArtifact { .. } => exit::USAGE,
-            Self::Walk { source: WalkError::SymlinkEscapes { .. } | WalkError::NoRoot(_), .. } => exit::USAGE,
+            Self::Walk {
+                source: WalkError::SymlinkEscapes { .. } | WalkError::NoRoot(_) | WalkError::Special { .. },
+                ..
+            } => exit::USAGE,
             Self::Interrupted(_) => exit::INTERRUPTED,
             _ => exit::FAILED,
         }
@@ -125,6 +128,9 @@ impl PackageError {
             }
             Self::Walk { source: WalkError::SymlinkEscapes { .. }, .. } => {
                 Some("gantry never follows links out of an artifact root: copy the file in, or exclude the link".into())
+            }
+            Self::Walk { source: WalkError::Special { .. }, .. } => {
+                Some("leave it out with the artifact's `exclude` globs".into())
             }
             Self::Walk { source: WalkError::NoRoot(_), .. } => Some(
                 "`root` is relative to gantry.toml; does the artifact need its `build` command to run first?".into(),
@@ -173,7 +179,7 @@ pub fn apply(
     // file, renamed into place only when all are complete.
     for planned in &plan.artifacts {
         if let Some(command) = &planned.build {
-            run_build(request, plan, planned, command, events)?;
+            run_build(request, plan, planned, command, cancel, events)?;
         }
     }
     let mut finished = Vec::with_capacity(plan.artifacts.len());
@@ -210,6 +216,7 @@ fn run_build(
     plan: &PackagePlan,
     planned: &PlannedArtifact,
     command: &str,
+    cancel: &AtomicBool,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), PackageError> {
     let name = planned.name.as_str();
@@ -231,6 +238,10 @@ fn run_build(
             path: request.project_dir.clone(),
             source,
         })?;
+    // On a terminal Ctrl-C reaches the build too; its failure is then the interrupt's.
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(PackageError::Interrupted(plan.out_dir.clone()));
+    }
     if !status.success() {
         return Err(PackageError::Build {
             artifact: name.to_owned(),

@@ -37,6 +37,8 @@ pub enum WalkError {
     },
     #[error("symlink {name} points outside the artifact root (to {target})")]
     SymlinkEscapes { name: String, target: String },
+    #[error("{name} is not a regular file, folder or symlink (a pipe, socket or device)")]
+    Special { name: String },
     #[error("file name {} is not valid UTF-8", .0.display())]
     NotUtf8(PathBuf),
     #[error("invalid glob `{glob}`")]
@@ -89,6 +91,8 @@ pub fn collect(root: &Path, include: &[Glob], exclude: &[Glob], gitignore: bool)
                 return Err(WalkError::SymlinkEscapes { name, target });
             }
             EntryKind::Symlink { target }
+        } else if !file_type.is_file() {
+            return Err(WalkError::Special { name });
         } else {
             let meta = item.metadata().map_err(|e| walk_io(path, e))?;
             EntryKind::File { size: meta.len(), executable: is_executable(&meta) }
@@ -223,6 +227,17 @@ mod tests {
         let err = collect(dir.path(), &[Glob::any()], &[], true).unwrap_err();
         assert!(matches!(err, WalkError::SymlinkEscapes { .. }), "{err}");
         assert!(err.to_string().contains("lib/bad"));
+    }
+
+    #[test]
+    fn special_files_are_refused_not_read() {
+        let dir = tree(&["ok.txt"]);
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = collect(dir.path(), &[Glob::any()], &[], true).unwrap_err();
+        assert!(matches!(err, WalkError::Special { ref name } if name == "pipe"), "{err}");
+        let excluded: Vec<Glob> = vec!["pipe".parse().unwrap()];
+        assert_eq!(collect(dir.path(), &[Glob::any()], &excluded, true).unwrap().len(), 1, "unless excluded");
     }
 
     #[test]
