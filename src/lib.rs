@@ -4,11 +4,13 @@
 //! is the only place that prints. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
 pub mod package;
+pub mod publish;
 pub mod report;
 
 pub use error::Error;

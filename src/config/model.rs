@@ -139,6 +139,15 @@ pub struct Environment {
     /// CodePipeline name that deploys this environment.
     #[serde(default)]
     pub pipeline: Option<String>,
+    /// Key in the release bucket that the pipeline's S3 source action watches; `gantry publish`
+    /// writes it (a zip of release.json and gantry.toml) after the artifacts. Default:
+    /// `PREFIX/PROJECT/pipeline-source.zip`.
+    #[serde(default)]
+    pub pipeline_source_key: Option<String>,
+    /// Container registry host to push images to, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com`.
+    /// Default: the registry ECR names for the credentials' account.
+    #[serde(default)]
+    pub registry: Option<String>,
     /// `required`: never deployed without a pipeline approval for the release.
     #[serde(default)]
     pub approval: Approval,

@@ -1,0 +1,57 @@
+//! AWS: one `SdkConfig` per run, built once from the standard credential chain and the
+//! environment's region, and the service clients built from it. Everything that talks
+//! to AWS takes a client from here; nothing else reads AWS settings.
+//!
+//! Endpoints follow the SDK's own settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, ...),
+//! which is how the tests point gantry at local stand-ins. With a custom S3 endpoint,
+//! requests use path-style addressing, as local S3 servers on an IP address need.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Retries for transient failures (throttling, 5xx, timeouts, resets): the SDK's standard
+/// mode, which retries only what is safe to retry, with exponential backoff and jitter.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Loads the shared configuration. `region` comes from the environment in gantry.toml;
+/// without it the SDK's own chain decides (AWS_REGION, profile).
+pub async fn load(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                // A stalled transfer fails this attempt and is retried; each attempt moves
+                // at most one part (64 MiB at most), so a minute is generous.
+                .operation_attempt_timeout(attempt_timeout())
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    loader.load().await
+}
+
+/// `GANTRY_AWS_ATTEMPT_TIMEOUT` (e.g. `10s`) shortens the per-attempt deadline, for tests
+/// that stall a transfer on purpose; the default is 60 s.
+fn attempt_timeout() -> Duration {
+    std::env::var("GANTRY_AWS_ATTEMPT_TIMEOUT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// The S3 client, with path-style addressing when the endpoint is not AWS's own.
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let custom_endpoint = config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint).build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The ECR client.
+pub fn ecr(config: &SdkConfig) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::new(config)
+}
