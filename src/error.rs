@@ -2,7 +2,7 @@
 //! typed error. `main` prints it once, with its cause chain and a hint, and exits
 //! with `exit_code()`.
 
-use crate::{config, exit, package};
+use crate::{config, exit, package, publish};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,6 +10,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Package(#[from] package::PackageError),
+    #[error(transparent)]
+    Image(#[from] publish::image::ImageError),
     /// A command that a later version of gantry will provide.
     #[error("`gantry {command}` is not available yet in this version of gantry")]
     NotAvailable { command: &'static str },
@@ -29,6 +31,7 @@ impl Error {
         match self {
             Self::Config(_) | Self::NotAvailable { .. } | Self::Usage { .. } => exit::USAGE,
             Self::Package(e) => e.exit_code(),
+            Self::Image(e) => e.exit_code(),
             Self::Io { .. } => exit::FAILED,
         }
     }
@@ -37,6 +40,7 @@ impl Error {
         match self {
             Self::Config(e) => e.hint(),
             Self::Package(e) => e.hint(),
+            Self::Image(e) => e.hint(),
             Self::Usage { hint, .. } => hint.clone(),
             Self::NotAvailable { .. } | Self::Io { .. } => None,
         }

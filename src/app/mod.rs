@@ -12,6 +12,7 @@ use crate::cli::{Cli, Command, ImageCommand, PipelineCommand};
 use crate::report::{Printer, Verbosity};
 use crate::{Error, config, exit};
 
+mod image;
 mod init;
 mod package;
 
@@ -87,7 +88,10 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
         }
         Command::Plan(_) => not_available("plan"),
         Command::Publish(_) => not_available("publish"),
-        Command::Image(ImageCommand::Push(_)) => not_available("image push"),
+        Command::Image(ImageCommand::Push(args)) => {
+            let loaded = load_config(global.config.as_ref())?;
+            image::push(&loaded, global.env.as_deref(), &args, printer, &cancel).await
+        }
         Command::Pipeline(PipelineCommand::Start(_)) => not_available("pipeline start"),
         Command::Pipeline(PipelineCommand::Watch(_)) => not_available("pipeline watch"),
         Command::Pipeline(PipelineCommand::Status) => not_available("pipeline status"),

@@ -10,7 +10,7 @@
 mod archive;
 mod manifest;
 mod version;
-mod walk;
+pub mod walk;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

@@ -2,12 +2,14 @@
 //! data (`--output json`) goes to stdout. Domain modules emit typed events; the
 //! reporters here consume them.
 
+mod image;
 mod package;
 
 use std::io::{IsTerminal, Write};
 
 use crate::cli::{GlobalArgs, OutputFormat};
 
+pub use image::ImageReporter;
 pub use package::PackageReporter;
 
 /// How much the user asked to hear.
