@@ -5,8 +5,10 @@
 //! the way to `dest` has its own entry. Headers are GNU tar with uid/gid 0, no user or
 //! group names, mtime = the source date, and modes normalised (0755 folders and
 //! executables, 0644 other files, 0777 symlinks); no xattrs, atime or ctime. gzip carries
-//! no file name and mtime 0, at a fixed level. The tar's digest is the layer's `diff_id`,
-//! the gzip's its blob digest; both are computed while writing, in one pass.
+//! no file name and mtime 0, at a fixed level, and is fed in fixed 64 KiB blocks: zlib-rs's
+//! output depends on how its input is split, so the same tar must always reach it in the
+//! same pieces. The tar's digest is the layer's `diff_id`, the gzip's its blob digest; both
+//! are computed while writing, in one pass.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,6 +25,8 @@ use crate::publish::image::digest::{Digest, HashWriter};
 
 /// gzip level for layers gantry writes. Part of the output: changing it changes digests.
 pub const LAYER_COMPRESSION: u32 = 6;
+/// The size of the pieces the compressor is fed. Part of the output too.
+const BLOCK: usize = 64 << 10;
 
 /// A finished layer on disk.
 #[derive(Debug)]
@@ -124,9 +128,39 @@ pub fn compress(mut tar: impl Read, out: &Path) -> io::Result<(Digest, u64, Dige
     Ok((digest, size, diff_id))
 }
 
-fn gzip<W: Write>(inner: W) -> flate2::write::GzEncoder<W> {
+fn gzip<W: Write>(inner: W) -> Gzip<W> {
     // No name, mtime 0, OS byte 255 ("unknown"): nothing of the host in the header.
-    GzBuilder::new().mtime(0).operating_system(255).write(inner, Compression::new(LAYER_COMPRESSION))
+    let encoder = GzBuilder::new().mtime(0).operating_system(255).write(inner, Compression::new(LAYER_COMPRESSION));
+    Gzip { encoder, block: Vec::with_capacity(BLOCK) }
+}
+
+/// A gzip writer that hands its encoder exactly `BLOCK` bytes at a time.
+struct Gzip<W: Write> {
+    encoder: flate2::write::GzEncoder<W>,
+    block: Vec<u8>,
+}
+
+impl<W: Write> Gzip<W> {
+    fn finish(mut self) -> io::Result<W> {
+        self.encoder.write_all(&self.block)?;
+        self.encoder.finish()
+    }
+}
+
+impl<W: Write> Write for Gzip<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.encoder.write_all(&self.block)?;
+            self.block.clear();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // flushing the encoder would end a deflate block early and change the output
+    }
 }
 
 /// Every entry of the layer, by name in the tar (no leading `/`, folders ending in `/`).

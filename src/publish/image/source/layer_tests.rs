@@ -97,3 +97,27 @@ fn compressing_a_tar_reports_both_digests() {
     let gz = std::fs::read(out.path().join("l")).unwrap();
     assert_eq!((digest, size), (Digest::of(&gz), gz.len() as u64));
 }
+
+#[test]
+fn gzip_output_does_not_depend_on_how_writes_are_split() {
+    let mut x: u64 = 3;
+    let mut data: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    data.extend(b"compressible ".repeat(20_000));
+    let gz = |piece: usize| {
+        let mut w = gzip(Vec::new());
+        for c in data.chunks(piece) {
+            w.write_all(c).unwrap();
+            w.flush().unwrap();
+        }
+        w.finish().unwrap()
+    };
+    let reference = gz(8192);
+    for piece in [1, 2, 511, 4096, 65_536, 100_000, 1 << 20] {
+        assert!(gz(piece) == reference, "{piece}-byte writes give other bytes");
+    }
+}
