@@ -3,5 +3,7 @@
 
 mod cli;
 mod config;
+mod image;
 mod package;
+mod services;
 mod support;
