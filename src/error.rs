@@ -12,6 +12,8 @@ pub enum Error {
     Package(#[from] package::PackageError),
     #[error(transparent)]
     Image(#[from] publish::image::ImageError),
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
     /// A command that a later version of gantry will provide.
     #[error("`gantry {command}` is not available yet in this version of gantry")]
     NotAvailable { command: &'static str },
@@ -32,6 +34,7 @@ impl Error {
             Self::Config(_) | Self::NotAvailable { .. } | Self::Usage { .. } => exit::USAGE,
             Self::Package(e) => e.exit_code(),
             Self::Image(e) => e.exit_code(),
+            Self::Publish(e) => e.exit_code(),
             Self::Io { .. } => exit::FAILED,
         }
     }
@@ -41,6 +44,7 @@ impl Error {
             Self::Config(e) => e.hint(),
             Self::Package(e) => e.hint(),
             Self::Image(e) => e.hint(),
+            Self::Publish(e) => e.hint(),
             Self::Usage { hint, .. } => hint.clone(),
             Self::NotAvailable { .. } | Self::Io { .. } => None,
         }

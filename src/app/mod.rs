@@ -15,6 +15,7 @@ use crate::{Error, config, exit};
 mod image;
 mod init;
 mod package;
+mod publish;
 
 /// Runs the command and returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -87,7 +88,10 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
             Ok(())
         }
         Command::Plan(_) => not_available("plan"),
-        Command::Publish(_) => not_available("publish"),
+        Command::Publish(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            publish::publish(&loaded, global.env.as_deref(), &args, printer, &cancel).await
+        }
         Command::Image(ImageCommand::Push(args)) => {
             let loaded = load_config(global.config.as_ref())?;
             image::push(&loaded, global.env.as_deref(), &args, printer, &cancel).await
@@ -103,6 +107,33 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
         Command::Status(_) => not_available("status"),
         Command::History(_) => not_available("history"),
     }
+}
+
+/// The environment named by `--env`, with a hint naming the ones gantry.toml has.
+pub(crate) fn environment<'c>(
+    loaded: &'c config::Loaded,
+    name: Option<&str>,
+    command: &str,
+) -> Result<(&'c config::Name, &'c config::Environment), Error> {
+    let envs = &loaded.config.environments;
+    let known = || envs.keys().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let Some(name) = name else {
+        return Err(Error::Usage {
+            message: format!("`gantry {command}` needs an environment: pass --env NAME (or set GANTRY_ENV)"),
+            hint: Some(if envs.is_empty() {
+                "add an [environments.NAME] table to gantry.toml".into()
+            } else {
+                format!("environments in gantry.toml: {}", known())
+            }),
+        });
+    };
+    envs.iter().find(|(n, _)| n.as_str() == name).ok_or_else(|| Error::Usage {
+        message: format!("no environment named `{name}` in {}", loaded.path.display()),
+        hint: Some(match config::did_you_mean(name, envs.keys().map(config::Name::as_str)) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("environments in gantry.toml: {}", known()),
+        }),
+    })
 }
 
 fn not_available(command: &'static str) -> Result<(), Error> {

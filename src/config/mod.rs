@@ -12,7 +12,7 @@ mod values;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{Diagnostic, Location};
+pub use diagnostic::{Diagnostic, Location, did_you_mean};
 pub use model::*;
 pub use values::*;
 

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Artifact, Name};
 use crate::exit;
 
-pub use archive::ArchiveError;
+pub use archive::{ArchiveError, ArchiveOptions, create_temp_in, write as write_archive};
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestArtifact, SUMS_FILE, archive_file_name};
 pub use version::{SourceInfo, VersionError, ZIP_EPOCH, parse_version, resolve as resolve_version};
 pub use walk::{Entry, EntryKind, WalkError};

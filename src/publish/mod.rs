@@ -2,3 +2,9 @@
 //! environment's S3 release bucket (`s3`, `objects`), and images to ECR (`image`).
 
 pub mod image;
+mod release;
+pub mod s3;
+
+pub use release::{
+    Event, ObjectReport, PublishError, PublishPlan, PublishReport, PublishRequest, Role, Status, apply, plan,
+};

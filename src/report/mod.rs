@@ -4,6 +4,7 @@
 
 mod image;
 mod package;
+mod publish;
 
 use std::io::{IsTerminal, Write};
 
@@ -11,6 +12,7 @@ use crate::cli::{GlobalArgs, OutputFormat};
 
 pub use image::ImageReporter;
 pub use package::PackageReporter;
+pub use publish::PublishReporter;
 
 /// How much the user asked to hear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

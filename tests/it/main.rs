@@ -5,5 +5,7 @@ mod cli;
 mod config;
 mod image;
 mod package;
+mod proxy;
+mod publish;
 mod services;
 mod support;

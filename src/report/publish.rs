@@ -1,0 +1,72 @@
+//! Prints `gantry publish` events: one bar for all bytes on a terminal, a line per
+//! object otherwise, and a closing summary.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Printer, human_bytes};
+use crate::publish::{Event, PublishReport, Status};
+
+pub struct PublishReporter<'p> {
+    printer: &'p Printer,
+    bar: ProgressBar,
+}
+
+impl<'p> PublishReporter<'p> {
+    pub fn new(printer: &'p Printer) -> Self {
+        let bar = if printer.progress() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12.cyan.bold} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("Uploading");
+        Self { printer, bar }
+    }
+
+    /// Called from several upload tasks at once: only shared, thread-safe state here.
+    pub fn event(&self, event: Event<'_>) {
+        match event {
+            Event::Started { bucket, prefix, objects, bytes } => {
+                self.bar.set_length(bytes);
+                self.printer.status(
+                    "Publishing",
+                    format!("{objects} objects ({}) to s3://{bucket}/{prefix}", human_bytes(bytes)),
+                );
+            }
+            Event::Progress { bytes } => self.bar.inc(bytes),
+            Event::Object(object) => {
+                let verb = match object.status {
+                    Status::Uploaded => "Uploaded",
+                    Status::Unchanged => {
+                        self.bar.inc(object.size);
+                        "Unchanged"
+                    }
+                    Status::Replaced => "Replaced",
+                };
+                let version = object.version_id.as_deref().map(|v| format!(" version {v}")).unwrap_or_default();
+                self.bar.suspend(|| {
+                    self.printer.status(verb, format!("{} ({}){version}", object.key, human_bytes(object.size)));
+                });
+            }
+        }
+    }
+
+    pub fn finish(&self, report: &PublishReport) {
+        self.bar.finish_and_clear();
+        let sent = report.objects.iter().filter(|o| o.status != Status::Unchanged).count();
+        self.printer.status(
+            "Published",
+            format!(
+                "{} {} to {}: {sent} of {} objects sent ({}) in {:.1}s",
+                report.project,
+                report.version,
+                report.environment,
+                report.objects.len(),
+                human_bytes(report.bytes_uploaded),
+                report.elapsed_ms as f64 / 1000.0
+            ),
+        );
+    }
+}

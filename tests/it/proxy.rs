@@ -1,0 +1,160 @@
+//! A TCP proxy for tests: forwards to an upstream server, logs the HTTP request lines
+//! that pass through, and injects faults (connections reset or stalled mid-transfer).
+//! Plain threads and blocking sockets, so it works under any test runner.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Faults for the traffic from now on. A connection meets a fault when its client has
+/// sent `after_bytes`: the first `resets` such connections are cut there, the next
+/// `stalls` hang there for `stall_for` and are then cut. Small requests pass untouched.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub resets: usize,
+    pub stalls: usize,
+    pub after_bytes: usize,
+    pub stall_for: Duration,
+    /// Every connection after the first N is refused at once (cut before any byte).
+    pub refuse_after: Option<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    faults: Faults,
+    accepted: usize,
+    requests: Vec<String>,
+}
+
+pub struct Proxy {
+    pub addr: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`host:port`) on a free loopback port.
+    pub fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let refuse = {
+                    let mut s = shared.lock().unwrap();
+                    s.accepted += 1;
+                    s.faults.refuse_after.is_some_and(|n| s.accepted > n)
+                };
+                if refuse {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let log = Arc::clone(&shared);
+                std::thread::spawn(move || pipe(client, server, log));
+            }
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().unwrap().faults = faults;
+    }
+
+    /// Request lines seen so far, e.g. `PUT /bucket/key?x-id=PutObject`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.state.lock().unwrap().accepted
+    }
+
+    pub fn clear(&self) {
+        self.state.lock().unwrap().requests.clear();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    None,
+    Reset,
+    Stall(Duration),
+}
+
+fn take_fault(f: &mut Faults) -> Fault {
+    if f.resets > 0 {
+        f.resets -= 1;
+        Fault::Reset
+    } else if f.stalls > 0 {
+        f.stalls -= 1;
+        Fault::Stall(f.stall_for)
+    } else {
+        Fault::None
+    }
+}
+
+fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut s_read, mut c_write) = (server, client);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let _ = c_write.shutdown(Shutdown::Both);
+    });
+    let mut buf = vec![0; 64 * 1024];
+    let mut sent = 0;
+    let mut carry = String::new();
+    loop {
+        let n = match c_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        log_request_lines(&buf[..n], &mut carry, &state);
+        let after = state.lock().unwrap().faults.after_bytes;
+        if after > 0 && sent + n > after && sent <= after {
+            let fault = take_fault(&mut state.lock().unwrap().faults);
+            if !matches!(fault, Fault::None) {
+                let _ = s_write.write_all(&buf[..after - sent]);
+                if let Fault::Stall(pause) = fault {
+                    std::thread::sleep(pause);
+                }
+                let _ = c_read.shutdown(Shutdown::Both);
+                let _ = s_write.shutdown(Shutdown::Both);
+                break;
+            }
+        }
+        if s_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+    }
+    let _ = s_write.shutdown(Shutdown::Write);
+    let _ = back.join();
+}
+
+/// Finds `METHOD /path HTTP/1.1` lines in the client's bytes (bodies seldom hold one).
+fn log_request_lines(bytes: &[u8], carry: &mut String, state: &Mutex<State>) {
+    carry.push_str(&String::from_utf8_lossy(bytes));
+    let mut lines: Vec<&str> = carry.split("\r\n").collect();
+    let rest = lines.pop().unwrap_or_default().to_owned();
+    let mut found = Vec::new();
+    for line in lines {
+        for method in ["GET ", "PUT ", "POST ", "HEAD ", "DELETE ", "PATCH "] {
+            if let Some(pos) = line.find(method) {
+                let candidate = &line[pos..];
+                if candidate.ends_with(" HTTP/1.1") {
+                    found.push(candidate.trim_end_matches(" HTTP/1.1").to_owned());
+                }
+            }
+        }
+    }
+    *carry = if rest.len() > 4096 { String::new() } else { rest };
+    state.lock().unwrap().requests.extend(found);
+}

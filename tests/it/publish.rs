@@ -1,0 +1,306 @@
+//! `gantry publish` against a real S3 API (moto), through a logging, fault-injecting
+//! proxy, with the AWS CLI as an independent reader of what was stored.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::proxy::{Faults, Proxy};
+use crate::services::{Services, aws_env, services, unique};
+use crate::support::{gantry, write_tree};
+
+/// A project with one small artifact and one of `big_bytes` random bytes (0: none),
+/// packaged as `version`, publishing to `bucket` in environment `dev` with a pipeline.
+fn project(dir: &Path, bucket: &str, version: &str, big_bytes: usize, salt: &str) {
+    let config = format!(
+        "[project]\nname = \"shop\"\n\n[artifacts.api]\nroot = \"api\"\n\n[artifacts.blob]\nroot = \"blob\"\n\n\
+         [environments.dev]\nrelease_bucket = \"{bucket}\"\npipeline = \"shop-dev\"\n"
+    );
+    write_tree(
+        dir,
+        &[("gantry.toml", &config), ("api/main.py", &format!("print('{salt}')\n")), ("blob/README", "blob")],
+    );
+    if big_bytes > 0 {
+        let mut x: u64 = 99;
+        let noise: Vec<u8> = (0..big_bytes)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        std::fs::write(dir.join("blob/data.bin"), noise).unwrap();
+    }
+    gantry(dir).args(["package", "-q", "--version", version]).env("SOURCE_DATE_EPOCH", "1700000000").assert().success();
+}
+
+/// A new versioned bucket, created with the AWS CLI.
+fn bucket(s: &Services) -> String {
+    let name = unique("rel");
+    aws(s, &["s3api", "create-bucket", "--bucket", &name]);
+    aws(s, &["s3api", "put-bucket-versioning", "--bucket", &name, "--versioning-configuration", "Status=Enabled"]);
+    name
+}
+
+fn aws(s: &Services, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(&s.aws_cli).args(args).args(["--output", "json"]).envs(aws_env(s)).output().unwrap();
+    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn publish(dir: &Path, endpoint: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let s = services();
+    let mut cmd = gantry(dir);
+    cmd.args(["--env", "dev", "publish"]).args(extra).envs(aws_env(s)).env("AWS_ENDPOINT_URL", endpoint);
+    cmd.assert()
+}
+
+fn keys(s: &Services, bucket: &str) -> Vec<String> {
+    let listed = aws(s, &["s3api", "list-objects-v2", "--bucket", bucket]);
+    let mut keys: Vec<String> = listed["Contents"]
+        .as_array()
+        .map(|a| a.iter().map(|o| o["Key"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+fn writes(proxy: &Proxy) -> Vec<String> {
+    proxy.requests().into_iter().filter(|r| r.starts_with("PUT ") || r.starts_with("POST ")).collect()
+}
+
+#[test]
+fn publishes_artifacts_then_source_then_manifest_and_republish_sends_nothing() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "1.2.0", 0, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+
+    let out = publish(dir.path(), &proxy.url(), &["--output", "json"]).success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).expect("one JSON document");
+    let statuses: Vec<(&str, &str)> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["key"].as_str().unwrap(), o["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("releases/shop/1.2.0/api-1.2.0.zip", "uploaded"),
+            ("releases/shop/1.2.0/blob-1.2.0.zip", "uploaded"),
+            ("releases/shop/1.2.0/SHA256SUMS", "uploaded"),
+            ("releases/shop/pipeline-source.zip", "uploaded"),
+            ("releases/shop/1.2.0/release.json", "uploaded"),
+        ]
+    );
+    assert!(report["objects"].as_array().unwrap().iter().all(|o| o["version_id"].is_string()), "{report}");
+    let puts = writes(&proxy);
+    assert!(puts.last().unwrap().contains("/release.json"), "release.json is written last: {puts:?}");
+    assert!(puts[puts.len() - 2].contains("/pipeline-source.zip"), "then the pipeline source before it: {puts:?}");
+
+    proxy.clear();
+    let again = publish(dir.path(), &proxy.url(), &["--output", "json"]).success();
+    let report: serde_json::Value = serde_json::from_slice(&again.get_output().stdout).unwrap();
+    assert!(report["objects"].as_array().unwrap().iter().all(|o| o["status"] == "unchanged"), "{report}");
+    assert_eq!(report["bytes_uploaded"], 0);
+    assert!(writes(&proxy).is_empty(), "re-publishing sends nothing: {:?}", proxy.requests());
+}
+
+#[test]
+fn checksums_read_back_by_the_aws_cli_match_the_manifest() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "1.0.0", 40 << 20, "a");
+    publish(dir.path(), &s.moto, &[]).success();
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("dist/release.json")).unwrap()).unwrap();
+    for artifact in manifest["artifacts"].as_array().unwrap() {
+        let key = format!("releases/shop/1.0.0/{}", artifact["file"].as_str().unwrap());
+        let head = aws(s, &["s3api", "head-object", "--bucket", &bucket, "--key", &key, "--checksum-mode", "ENABLED"]);
+        assert_eq!(head["Metadata"]["gantry-sha256"], artifact["sha256"], "{key}");
+        assert_eq!(head["ContentLength"], artifact["size"], "{key}");
+        assert!(head["ChecksumSHA256"].is_string(), "S3 holds a SHA-256 checksum for {key}: {head}");
+    }
+    // The 40 MiB artifact went up in parts; nothing is left in progress.
+    let uploads = aws(s, &["s3api", "list-multipart-uploads", "--bucket", &bucket]);
+    assert!(uploads["Uploads"].as_array().is_none_or(Vec::is_empty), "{uploads}");
+    // The whole object reads back byte for byte.
+    let copy = dir.path().join("copy.zip");
+    let blob = manifest["artifacts"][1]["file"].as_str().unwrap();
+    aws(
+        s,
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &bucket,
+            "--key",
+            &format!("releases/shop/1.0.0/{blob}"),
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert!(std::fs::read(&copy).unwrap() == std::fs::read(dir.path().join("dist").join(blob)).unwrap());
+}
+
+#[test]
+fn a_published_version_is_immutable_unless_forced() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "2.0.0", 0, "first");
+    publish(dir.path(), &s.moto, &[]).success();
+
+    project(dir.path(), &bucket, "2.0.0", 0, "second");
+    let out = publish(dir.path(), &s.moto, &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("api-2.0.0.zip already holds different bytes"), "{stderr}");
+    assert!(stderr.contains("hint: a published version never changes"), "{stderr}");
+
+    let out = publish(dir.path(), &s.moto, &["--force", "--output", "json"]).success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let status =
+        |key: &str| report["objects"].as_array().unwrap().iter().find(|o| o["key"] == key).unwrap()["status"].clone();
+    assert_eq!(status("releases/shop/2.0.0/api-2.0.0.zip"), "replaced");
+    assert_eq!(status("releases/shop/2.0.0/blob-2.0.0.zip"), "unchanged");
+}
+
+#[test]
+fn an_artifact_changed_after_packaging_is_refused_before_any_upload() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "1.0.0", 0, "a");
+    let zip = dir.path().join("dist/api-1.0.0.zip");
+    let mut bytes = std::fs::read(&zip).unwrap();
+    bytes.push(0);
+    std::fs::write(&zip, bytes).unwrap();
+    let out = publish(dir.path(), &s.moto, &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("api-1.0.0.zip changed after it was packaged"), "{stderr}");
+    assert!(stderr.contains("gantry package"), "{stderr}");
+    assert!(keys(s, &bucket).is_empty(), "nothing was uploaded");
+}
+
+#[test]
+fn bad_setup_is_named_with_a_hint() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), "no-such-bucket-here", "1.0.0", 0, "a");
+    let out = publish(dir.path(), &s.moto, &[]).code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("bucket `no-such-bucket-here` does not exist"), "{stderr}");
+    assert!(stderr.contains("release_bucket"), "{stderr}");
+
+    let out = gantry(dir.path()).arg("publish").assert().code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("needs an environment"));
+    let out = gantry(dir.path()).args(["--env", "prod", "publish"]).assert().code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("no environment named `prod`"));
+    std::fs::remove_dir_all(dir.path().join("dist")).unwrap();
+    let out = publish(dir.path(), &s.moto, &[]).code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("run `gantry package` first"));
+}
+
+#[test]
+fn concurrent_publishes_of_one_version_commit_exactly_once() {
+    let s = services();
+    let bucket = bucket(s);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        project(dir.path(), &bucket, "3.0.0", 0, &format!("builder-{i}"));
+    }
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+            cmd.args(["--env", "dev", "publish"]).current_dir(dir.path()).envs(aws_env(s));
+            cmd.stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let results: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let winners: Vec<usize> = (0..2).filter(|&i| results[i].status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one publish wins: {:?}",
+        results.iter().map(|r| String::from_utf8_lossy(&r.stderr).into_owned()).collect::<Vec<_>>()
+    );
+    let loser = &results[1 - winners[0]];
+    let stderr = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        stderr.contains("already holds different bytes") || stderr.contains("committed"),
+        "the loser says what happened: {stderr}"
+    );
+    let stored = Command::new(&s.aws_cli)
+        .args(["s3", "cp", &format!("s3://{bucket}/releases/shop/3.0.0/release.json"), "-"])
+        .envs(aws_env(s))
+        .output()
+        .unwrap();
+    let winner_manifest = std::fs::read(dirs[winners[0]].path().join("dist/release.json")).unwrap();
+    assert_eq!(stored.stdout, winner_manifest, "the committed release.json is the winner's");
+}
+
+#[test]
+fn resets_and_stalls_mid_transfer_are_retried_and_the_release_lands_whole() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "4.0.0", 20 << 20, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    // The first connections are cut 100 kB into their uploads, the next one hangs.
+    proxy.set_faults(Faults {
+        resets: 2,
+        stalls: 1,
+        after_bytes: 100_000,
+        stall_for: Duration::from_secs(5),
+        refuse_after: None,
+    });
+    let mut cmd = gantry(dir.path());
+    cmd.args(["--env", "dev", "publish"])
+        .envs(aws_env(s))
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .env("GANTRY_AWS_ATTEMPT_TIMEOUT", "2s");
+    cmd.assert().success();
+    let sent = writes(&proxy);
+    eprintln!("accepted {} connections", proxy.accepted());
+    let retried = sent.iter().filter(|r| sent.iter().filter(|o| o == r).count() > 1).count();
+    assert!(retried >= 2, "the faults fired and the cut requests were sent again: {sent:?}");
+    let keys = keys(s, &bucket);
+    assert!(keys.contains(&"releases/shop/4.0.0/release.json".to_owned()), "{keys:?}");
+    let stored = Command::new(&s.aws_cli)
+        .args(["s3", "cp", &format!("s3://{bucket}/releases/shop/4.0.0/blob-4.0.0.zip"), "-"])
+        .envs(aws_env(s))
+        .output()
+        .unwrap();
+    assert!(
+        stored.stdout == std::fs::read(dir.path().join("dist/blob-4.0.0.zip")).unwrap(),
+        "the large artifact is whole"
+    );
+}
+
+#[test]
+fn a_dead_endpoint_fails_cleanly_without_a_release_json() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "5.0.0", 0, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    // Four connections work (bucket check, first artifact), then the endpoint is gone.
+    proxy.set_faults(Faults { refuse_after: Some(4), ..Faults::default() });
+    let out = gantry(dir.path())
+        .args(["--env", "dev", "publish"])
+        .envs(aws_env(s))
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .env("GANTRY_AWS_ATTEMPT_TIMEOUT", "2s")
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("s3://"), "the failing object is named: {stderr}");
+    assert!(
+        !keys(s, &bucket).iter().any(|k| k.ends_with("release.json")),
+        "no release.json: the release is not visible"
+    );
+}
