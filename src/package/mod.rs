@@ -302,18 +302,25 @@ fn package_one(
 pub fn hash_file(path: &Path) -> Result<(u64, String), PackageError> {
     let io_err = |source| PackageError::Io { context: "cannot read", path: path.to_owned(), source };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let (size, digest) = hash_reader(&mut file).map_err(io_err)?;
+    Ok((size, hex(&digest)))
+}
+
+/// Bytes read and SHA-256 of everything `reader` yields, a MiB at a time.
+pub fn hash_reader(reader: &mut impl Read) -> io::Result<(u64, [u8; 32])> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 20];
     let mut size = 0;
     loop {
-        let n = file.read(&mut buf).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok((size, hasher.finalize().into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((size, hex(&hasher.finalize())))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -212,7 +212,7 @@ impl Bucket {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(Option<String>, String), S3Error> {
         let LocalFile { path, size, sha256 } = *file;
-        self.abort_abandoned(key).await?;
+        self.abort_abandoned(key).await;
         let created = self
             .client
             .create_multipart_upload()
@@ -333,16 +333,16 @@ impl Bucket {
         Ok(actual)
     }
 
-    /// Aborts multipart uploads of `key` that a killed run left behind.
-    async fn abort_abandoned(&self, key: &str) -> Result<(), S3Error> {
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.name)
-            .prefix(key)
-            .send()
-            .await
-            .map_err(|e| self.classify("ListMultipartUploads", key, e))?;
+    /// Aborts multipart uploads of `key` that a killed run left behind. Best effort: a
+    /// listing that is refused (permissions, an endpoint without the call) skips the cleanup.
+    async fn abort_abandoned(&self, key: &str) {
+        let listed = match self.client.list_multipart_uploads().bucket(&self.name).prefix(key).send().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::debug!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot list multipart uploads; skipping cleanup");
+                return;
+            }
+        };
         let now = SystemTime::now();
         for upload in listed.uploads() {
             let old = upload
@@ -357,7 +357,6 @@ impl Bucket {
                 self.abort(key, id).await;
             }
         }
-        Ok(())
     }
 
     /// Best effort: an abort that fails is logged; S3 lifecycle rules are the backstop.
@@ -453,17 +452,7 @@ async fn hash_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32], S3Er
         use std::io::{Read, Seek, SeekFrom};
         let mut file = std::fs::File::open(&owned)?;
         file.seek(SeekFrom::Start(offset))?;
-        let mut limited = file.take(len);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = limited.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher.finalize().into())
+        crate::package::hash_reader(&mut file.take(len)).map(|(_, digest)| digest)
     })
     .await
     .map_err(|e| read_err(std::io::Error::other(e)))?

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Benchmark `gantry publish` against `aws s3 cp`, side by side, on one local S3 server.
+
+  scripts/bench_publish.py speed  [--runs N] [--size-mib N]
+      A packaged release holding one artifact of about 1 GiB of random bytes, uploaded
+      alternately by `aws s3 cp` (the awscli package, default settings) and by
+      `gantry publish` (which also sends SHA256SUMS and release.json, and reads every
+      checksum back), each run into a fresh bucket. Then `gantry publish` of the same,
+      unchanged release, which must upload nothing.
+  scripts/bench_publish.py memory [--size-mib N]
+      gantry's peak resident memory while publishing an artifact of N MiB (default 5 GiB).
+  --markdown FILE appends the results as a Markdown section (docs/benchmarks.md).
+
+The server is s3s-fs (crates.io, `cargo install s3s-fs --version 0.14.1 --features
+binary`), which is fast enough that the clients, not the server, are measured; it
+validates checksums and SigV4. moto, used by the tests, is too slow to tell clients apart.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+S3S = ROOT / ".tools/s3s/bin/s3s-fs"
+AWS = ROOT / ".tools/venv/bin/aws"
+PORT = 45110
+KEY, SECRET = "benchkey", "benchsecret"
+
+
+def ensure_tools() -> None:
+    if not S3S.exists():
+        print("installing s3s-fs 0.14.1 (about 3 minutes) ...", file=sys.stderr)
+        subprocess.run(["cargo", "install", "s3s-fs", "--version", "0.14.1", "--features", "binary", "--locked",
+                        "--root", str(ROOT / ".tools/s3s")], check=True)
+    if not AWS.exists():
+        subprocess.run([str(ROOT / "scripts/test-services"), "start"], check=True, stdout=subprocess.DEVNULL)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.update({
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{PORT}", "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+    })
+    return e
+
+
+def run(cmd: list[str], cwd: Path, extra: dict | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one command."""
+    e = env()
+    e.update(extra or {})
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss
+
+
+def project(work: Path, size_mib: int, gantry: str) -> Path:
+    proj = work / f"project-{size_mib}"
+    data = proj / "blob" / "data.bin"
+    if not data.exists() or data.stat().st_size != size_mib << 20:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        with open(data, "wb") as f:
+            for _ in range(size_mib):
+                f.write(os.urandom(1 << 20))
+    (proj / "gantry.toml").write_text(
+        '[project]\nname = "bench"\n\n[artifacts.blob]\nroot = "blob"\n\n'
+        '[environments.bench]\nrelease_bucket = "placeholder"\n')
+    if not (proj / "dist" / "release.json").exists():
+        subprocess.run([gantry, "package", "-q", "--version", "1.0.0"], cwd=proj, check=True)
+    return proj
+
+
+def bucket(name: str) -> None:
+    subprocess.run([str(AWS), "s3api", "create-bucket", "--bucket", name], env=env(), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def speed(args, proj: Path) -> list[str]:
+    artifact = next((proj / "dist").glob("blob-*.zip"))
+    size = artifact.stat().st_size
+    cli_t, gantry_t = [], []
+    for i in range(args.runs):
+        b_cli, b_gantry = f"cli-{os.getpid()}-{i}", f"gantry-{os.getpid()}-{i}"
+        bucket(b_cli)
+        bucket(b_gantry)
+        order = [("cli", b_cli), ("gantry", b_gantry)] if i % 2 == 0 else [("gantry", b_gantry), ("cli", b_cli)]
+        for tool, b in order:
+            if tool == "cli":
+                t, _ = run([str(AWS), "s3", "cp", "--only-show-errors", str(artifact), f"s3://{b}/{artifact.name}"], proj)
+                cli_t.append(t)
+            else:
+                t, _ = run([args.gantry, "--env", "bench", "publish"], proj,
+                           {"GANTRY_ENVIRONMENTS__BENCH__RELEASE_BUCKET": b})
+                gantry_t.append(t)
+        print(f"run {i + 1}: aws s3 cp {cli_t[-1]:.2f}s  gantry publish {gantry_t[-1]:.2f}s", file=sys.stderr)
+    last = f"gantry-{os.getpid()}-{args.runs - 1}"
+    again = [run([args.gantry, "--env", "bench", "publish"], proj, {"GANTRY_ENVIRONMENTS__BENCH__RELEASE_BUCKET": last})[0]
+             for _ in range(5)]
+    cmed, gmed, amed = statistics.median(cli_t), statistics.median(gantry_t), statistics.median(again)
+    mb = size / 1e6
+    return [
+        f"One artifact of {size / (1 << 30):.2f} GiB (random bytes), to s3s-fs 0.14.1 on loopback; "
+        f"{os.cpu_count()} cores; {args.runs} runs alternating, each into a fresh bucket.",
+        "",
+        "| client | median wall time | runs (s) | throughput |",
+        "|---|---|---|---|",
+        f"| `aws s3 cp` (awscli, defaults) | {cmed:.2f} s | {', '.join(f'{t:.2f}' for t in cli_t)} | {mb / cmed:.0f} MB/s |",
+        f"| `gantry publish` | {gmed:.2f} s | {', '.join(f'{t:.2f}' for t in gantry_t)} | {mb / gmed:.0f} MB/s |",
+        "",
+        f"Speed: gantry is **{cmed / gmed:.2f}x** `aws s3 cp` (target at least 1.3x). gantry's time includes "
+        "hashing the file to check it against release.json, SHA-256 per part, reading every checksum back, and "
+        "uploading SHA256SUMS and release.json.",
+        "",
+        f"Re-publishing the unchanged release: median **{amed:.3f} s** over 5 runs "
+        f"({', '.join(f'{t:.3f}' for t in again)}), no upload (target under 0.5 s).",
+    ]
+
+
+def memory(args, proj: Path) -> list[str]:
+    b = f"mem-{os.getpid()}"
+    bucket(b)
+    t, rss = run([args.gantry, "--env", "bench", "publish"], proj, {"GANTRY_ENVIRONMENTS__BENCH__RELEASE_BUCKET": b})
+    return [f"Publishing one {args.size_mib / 1024:.1f} GiB artifact: {t:.1f} s, peak resident memory "
+            f"**{rss / 1024:.0f} MB** (target under 200 MB)."]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["speed", "memory"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size-mib", type=int)
+    parser.add_argument("--gantry", default=str(ROOT / "target/release/gantry"))
+    parser.add_argument("--work", default=str(ROOT / "bench-out"))
+    parser.add_argument("--markdown")
+    args = parser.parse_args()
+    args.size_mib = args.size_mib or (1024 if args.mode == "speed" else 5 * 1024)
+    ensure_tools()
+    work = Path(args.work)
+    store = work / "s3s-store"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    server = subprocess.Popen([str(S3S), "--host", "127.0.0.1", "--port", str(PORT), "--access-key", KEY,
+                               "--secret-key", SECRET, str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        proj = project(work, args.size_mib, args.gantry)
+        lines = speed(args, proj) if args.mode == "speed" else memory(args, proj)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(store, ignore_errors=True)
+    print("\n".join(lines))
+    if args.markdown:
+        title = "Publishing to S3 against `aws s3 cp`" if args.mode == "speed" else "Publishing memory on a large artifact"
+        with open(args.markdown, "a") as f:
+            f.write(f"\n### {title} ({time.strftime('%Y-%m-%d')})\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
