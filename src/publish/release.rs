@@ -311,7 +311,8 @@ async fn put_one(
         version_id,
     };
     let existing = bucket.head(&object.key).await?;
-    let same = |r: &s3::Remote| r.size == object.size && r.recorded_sha256.as_deref() == Some(hex.as_str());
+    let local = s3::LocalFile { path: &object.path, size: object.size, sha256: object.sha256 };
+    let same = |r: &s3::Remote| s3::Bucket::holds(r, &local);
     // The pipeline source is a pointer to the latest release: it is replaced, never refused.
     let replaceable = object.role == Role::PipelineSource || request.force;
     let (condition, status) = match &existing {

@@ -199,7 +199,7 @@ impl Bucket {
             progress(size);
             (out.version_id().map(str::to_owned), b64(&sha256))
         };
-        let checksum = self.verify(key, size, &expected).await?;
+        let checksum = self.verify(key, file, &expected, version_id.as_deref()).await?;
         Ok(Uploaded { version_id, checksum_sha256: checksum })
     }
 
@@ -314,23 +314,81 @@ impl Bucket {
     }
 
     /// Reads back the checksum S3 stored and compares it with the one gantry computed.
-    async fn verify(&self, key: &str, size: u64, expected: &str) -> Result<String, S3Error> {
-        let remote = self.head(key).await?.ok_or_else(|| S3Error::Integrity {
+    /// An endpoint that keeps no checksum (some S3-compatible servers, for multipart
+    /// objects) is checked by reading the object back and hashing it. An object that fails
+    /// the check is deleted, so a later run cannot take it for a good one.
+    async fn verify(
+        &self,
+        key: &str,
+        file: &LocalFile<'_>,
+        expected: &str,
+        version_id: Option<&str>,
+    ) -> Result<String, S3Error> {
+        let remote = self.head(key).await?;
+        let (ok, actual) = match remote {
+            None => (false, "(no object)".to_owned()),
+            Some(r) if r.size != file.size => (false, format!("{} bytes instead of {}", r.size, file.size)),
+            Some(Remote { checksum_sha256: Some(c), .. }) => (same_checksum(&c, expected), c),
+            Some(_) => {
+                tracing::debug!(key, "the endpoint keeps no checksum: verifying by reading the object back");
+                let digest = self.read_back_sha256(key).await?;
+                (digest == file.sha256, format!("{} (read back)", b64(&digest)))
+            }
+        };
+        if ok {
+            return Ok(actual);
+        }
+        let mut delete = self.client.delete_object().bucket(&self.name).key(key);
+        if let Some(version) = version_id {
+            delete = delete.version_id(version);
+        }
+        if let Err(e) = delete.send().await {
+            tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not delete an object that failed its check");
+        }
+        Err(S3Error::Integrity {
             bucket: self.name.clone(),
             key: key.to_owned(),
             expected: expected.to_owned(),
-            actual: "(no object)".into(),
-        })?;
-        let actual = remote.checksum_sha256.unwrap_or_else(|| "(none)".into());
-        if !same_checksum(&actual, expected) || remote.size != size {
-            return Err(S3Error::Integrity {
-                bucket: self.name.clone(),
-                key: key.to_owned(),
-                expected: expected.to_owned(),
-                actual,
-            });
+            actual,
+        })
+    }
+
+    /// SHA-256 of the object's bytes as the endpoint serves them, streamed.
+    async fn read_back_sha256(&self, key: &str) -> Result<[u8; 32], S3Error> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.classify("GetObject", key, e))?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| S3Error::Request {
+            op: "GetObject",
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            status: None,
+            source: Box::new(e),
+        })? {
+            hasher.update(&chunk);
         }
-        Ok(actual)
+        Ok(hasher.finalize().into())
+    }
+
+    /// Whether `remote` holds `file`: the size and recorded SHA-256 match, and so does S3's
+    /// own checksum whenever the endpoint keeps one (whole-object or composite).
+    pub fn holds(remote: &Remote, file: &LocalFile<'_>) -> bool {
+        let recorded = remote.recorded_sha256.as_deref() == Some(hex(&file.sha256).as_str());
+        let checksum = match &remote.checksum_sha256 {
+            // A whole-object checksum must be this file's.
+            Some(c) if file.size <= MULTIPART_THRESHOLD && !c.contains('-') => *c == b64(&file.sha256),
+            // A multipart object's composite checksum was checked part by part when gantry
+            // uploaded it, and objects that failed were deleted: the recorded SHA-256 decides.
+            _ => true,
+        };
+        remote.size == file.size && recorded && checksum
     }
 
     /// Aborts multipart uploads of `key` that a killed run left behind. Best effort: a

@@ -18,6 +18,9 @@ pub struct Faults {
     pub stall_for: Duration,
     /// Every connection after the first N is refused at once (cut before any byte).
     pub refuse_after: Option<usize>,
+    /// Rewrites the value of every `x-amz-checksum-sha256` request header on the way in
+    /// (first character changed), as a server that stored something else would report.
+    pub corrupt_checksums: bool,
 }
 
 #[derive(Default)]
@@ -117,6 +120,9 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
             Ok(n) => n,
         };
         log_request_lines(&buf[..n], &mut carry, &state);
+        if state.lock().unwrap().faults.corrupt_checksums {
+            corrupt_checksum_headers(&mut buf[..n]);
+        }
         let after = state.lock().unwrap().faults.after_bytes;
         if after > 0 && sent + n > after && sent <= after {
             let fault = take_fault(&mut state.lock().unwrap().faults);
@@ -137,6 +143,25 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
     }
     let _ = s_write.shutdown(Shutdown::Write);
     let _ = back.join();
+}
+
+/// Changes the first character of each `x-amz-checksum-sha256:` header value in place.
+fn corrupt_checksum_headers(bytes: &mut [u8]) {
+    let name = b"x-amz-checksum-sha256:";
+    let mut i = 0;
+    while i + name.len() < bytes.len() {
+        if bytes[i..i + name.len()].eq_ignore_ascii_case(name) {
+            let mut v = i + name.len();
+            while v < bytes.len() && bytes[v] == b' ' {
+                v += 1;
+            }
+            if v < bytes.len() {
+                bytes[v] = if bytes[v] == b'A' { b'B' } else { b'A' };
+            }
+            i = v;
+        }
+        i += 1;
+    }
 }
 
 /// Finds `METHOD /path HTTP/1.1` lines in the client's bytes (bodies seldom hold one).

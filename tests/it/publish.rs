@@ -255,7 +255,7 @@ fn resets_and_stalls_mid_transfer_are_retried_and_the_release_lands_whole() {
         stalls: 1,
         after_bytes: 100_000,
         stall_for: Duration::from_secs(5),
-        refuse_after: None,
+        ..Faults::default()
     });
     let mut cmd = gantry(dir.path());
     cmd.args(["--env", "dev", "publish"])
@@ -303,4 +303,30 @@ fn a_dead_endpoint_fails_cleanly_without_a_release_json() {
         !keys(s, &bucket).iter().any(|k| k.ends_with("release.json")),
         "no release.json: the release is not visible"
     );
+}
+
+#[test]
+fn a_stored_checksum_that_differs_fails_the_publish_and_removes_the_object() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "6.0.0", 0, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    // moto stores whatever checksum it is sent: here, not the one gantry computed.
+    proxy.set_faults(Faults { corrupt_checksums: true, ..Faults::default() });
+    let out = gantry(dir.path())
+        .args(["--env", "dev", "publish"])
+        .envs(aws_env(s))
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("does not hold what was uploaded"), "{stderr}");
+    assert!(stderr.contains("release.json was not written"), "{stderr}");
+    assert!(keys(s, &bucket).is_empty(), "the object that failed its check was deleted: {:?}", keys(s, &bucket));
+
+    // Without the fault, the same publish goes through: nothing bad was taken as unchanged.
+    proxy.set_faults(Faults::default());
+    publish(dir.path(), &proxy.url(), &[]).success();
+    assert!(keys(s, &bucket).contains(&"releases/shop/6.0.0/release.json".to_owned()));
 }
