@@ -79,7 +79,7 @@ pub struct Uploaded {
 pub enum S3Error {
     #[error("bucket `{bucket}` does not exist (or is not visible to these credentials)")]
     NoBucket { bucket: String },
-    #[error("access denied to s3://{bucket}/{key} ({code}): {message}")]
+    #[error("access denied to {}{}", location(bucket, key), detail(code, message))]
     AccessDenied { bucket: String, key: String, code: String, message: String },
     #[error("s3://{bucket}/{key} was written by someone else meanwhile (precondition failed)")]
     PreconditionFailed { bucket: String, key: String },
@@ -104,6 +104,20 @@ pub enum S3Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// `bucket `b`` for bucket-level calls, `s3://b/key` for objects.
+fn location(bucket: &str, key: &str) -> String {
+    if key.is_empty() { format!("bucket `{bucket}`") } else { format!("s3://{bucket}/{key}") }
+}
+
+/// ` (Code: message)` when S3 said why; HEAD answers carry no body, so often it does not.
+fn detail(code: &str, message: &str) -> String {
+    match (code.is_empty(), message.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!(" ({code})"),
+        (false, false) => format!(" ({code}: {message})"),
+    }
 }
 
 /// The release bucket.
@@ -536,6 +550,20 @@ fn content_type(key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_denied_reads_well_with_and_without_a_code() {
+        let denied = |key: &str, code: &str, message: &str| {
+            S3Error::AccessDenied { bucket: "b".into(), key: key.into(), code: code.into(), message: message.into() }
+                .to_string()
+        };
+        assert_eq!(denied("", "", ""), "access denied to bucket `b`");
+        assert_eq!(
+            denied("k.zip", "AccessDenied", "Access Denied"),
+            "access denied to s3://b/k.zip (AccessDenied: Access Denied)"
+        );
+        assert_eq!(denied("k.zip", "ExpiredToken", ""), "access denied to s3://b/k.zip (ExpiredToken)");
+    }
 
     #[test]
     fn parts_are_large_enough_and_few_enough() {

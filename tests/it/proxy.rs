@@ -21,7 +21,13 @@ pub struct Faults {
     /// Rewrites the value of every `x-amz-checksum-sha256` request header on the way in
     /// (first character changed), as a server that stored something else would report.
     pub corrupt_checksums: bool,
+    /// Answers every request as S3 does for an unknown access key (403 InvalidAccessKeyId).
+    pub deny: bool,
 }
+
+const DENIED: &str = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n\
+Content-Length: 169\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+<Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
 
 #[derive(Default)]
 struct State {
@@ -45,11 +51,15 @@ impl Proxy {
         let upstream = upstream.to_owned();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let refuse = {
+                let (refuse, deny) = {
                     let mut s = shared.lock().unwrap();
                     s.accepted += 1;
-                    s.faults.refuse_after.is_some_and(|n| s.accepted > n)
+                    (s.faults.refuse_after.is_some_and(|n| s.accepted > n), s.faults.deny)
                 };
+                if deny {
+                    std::thread::spawn(move || answer_denied(client));
+                    continue;
+                }
                 if refuse {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -143,6 +153,20 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
     }
     let _ = s_write.shutdown(Shutdown::Write);
     let _ = back.join();
+}
+
+/// Reads one request's head and answers it with `DENIED`.
+fn answer_denied(mut client: TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = client.write_all(DENIED.as_bytes());
+    let _ = client.shutdown(Shutdown::Write);
 }
 
 /// Changes the first character of each `x-amz-checksum-sha256:` header value in place.

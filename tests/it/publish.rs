@@ -330,3 +330,19 @@ fn a_stored_checksum_that_differs_fails_the_publish_and_removes_the_object() {
     publish(dir.path(), &proxy.url(), &[]).success();
     assert!(keys(s, &bucket).contains(&"releases/shop/6.0.0/release.json".to_owned()));
 }
+
+#[test]
+fn credentials_the_endpoint_refuses_are_named_with_a_hint() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "7.0.0", 0, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    proxy.set_faults(Faults { deny: true, ..Faults::default() });
+    let out = publish(dir.path(), &proxy.url(), &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    // The first call is HeadBucket, whose 403 has no body (as on AWS): the bucket is named.
+    assert!(stderr.contains(&format!("error: access denied to bucket `{bucket}`\n")), "{stderr}");
+    assert!(stderr.contains("hint: check the AWS credentials"), "{stderr}");
+    assert!(!stderr.contains("testing"), "no credential appears in the output: {stderr}");
+}
