@@ -10,13 +10,13 @@
 //! every other registry is HTTPS.
 
 mod auth;
-#[cfg(test)]
-mod bearer_tests;
 mod blob;
 mod error;
 mod manifest;
 mod retry;
 mod upload;
+#[cfg(test)]
+mod wire_tests;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,6 +1,8 @@
-//! The Bearer token flow against a tiny in-process registry: the `/v2/` probe's challenge,
-//! trading Basic credentials for a token at the realm, and using it per scope.
+//! The client against tiny in-process registries: the Bearer token flow (the `/v2/`
+//! challenge, trading Basic credentials for a token per scope, reusing it), and which
+//! failures are retried (5xx and dropped connections) and which are not (4xx).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -8,12 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::publish::image::digest::Digest;
 
-/// Serves a registry whose token endpoint accepts `user:pass`; records each request line.
-async fn fake_registry() -> (String, Arc<Mutex<Vec<String>>>) {
+/// What a fake registry answers: status line, extra headers, body. `None` drops the connection.
+type Handler = dyn Fn(&str, &str, usize) -> Option<(&'static str, String, String)> + Send + Sync;
+
+/// Serves `handler(request line, authorization, request number)`; returns the address and
+/// the log of `request line [authorization]`.
+async fn serve(handler: Arc<Handler>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (log, realm) = (Arc::clone(&seen), format!("http://{addr}/token"));
+    let (log, count) = (Arc::clone(&seen), Arc::new(AtomicUsize::new(0)));
     tokio::spawn(async move {
         loop {
             let (mut socket, _) = listener.accept().await.unwrap();
@@ -27,23 +33,8 @@ async fn fake_registry() -> (String, Arc<Mutex<Vec<String>>>) {
                 .unwrap_or_default()
                 .to_owned();
             log.lock().unwrap().push(format!("{line} [{auth}]"));
-            let (status, headers, body) = if line.starts_with("GET /token") {
-                if auth == basic_header_for_test("user", "pass") {
-                    ("200 OK", String::new(), r#"{"token":"T1","expires_in":300}"#.to_owned())
-                } else {
-                    (
-                        "401 Unauthorized",
-                        String::new(),
-                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad"}]}"#.into(),
-                    )
-                }
-            } else if auth != "Bearer T1" {
-                let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n");
-                ("401 Unauthorized", challenge, String::new())
-            } else if line.starts_with("GET /v2/ ") {
-                ("200 OK", String::new(), "{}".into())
-            } else {
-                ("404 Not Found", String::new(), String::new())
+            let Some((status, headers, body)) = handler(&line, &auth, count.fetch_add(1, Ordering::SeqCst)) else {
+                continue; // dropped: the socket closes without an answer
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -55,14 +46,43 @@ async fn fake_registry() -> (String, Arc<Mutex<Vec<String>>>) {
     (addr, seen)
 }
 
-fn basic_header_for_test(user: &str, password: &str) -> String {
+fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
+/// A registry whose token endpoint (on itself) accepts `user:pass` and hands out `T1`.
+async fn bearer_registry() -> (String, Arc<Mutex<Vec<String>>>) {
+    let realm = Arc::new(Mutex::new(String::new()));
+    let handler_realm = Arc::clone(&realm);
+    let (addr, seen) = serve(Arc::new(move |line: &str, auth: &str, _| {
+        Some(if line.starts_with("GET /token") {
+            if auth == basic("user", "pass") {
+                ("200 OK", String::new(), r#"{"token":"T1","expires_in":300}"#.to_owned())
+            } else {
+                ("401 Unauthorized", String::new(), r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad"}]}"#.into())
+            }
+        } else if auth != "Bearer T1" {
+            let realm = handler_realm.lock().unwrap().clone();
+            (
+                "401 Unauthorized",
+                format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n"),
+                String::new(),
+            )
+        } else if line.starts_with("GET /v2/ ") {
+            ("200 OK", String::new(), "{}".into())
+        } else {
+            ("404 Not Found", String::new(), String::new())
+        })
+    }))
+    .await;
+    *realm.lock().unwrap() = format!("http://{addr}/token");
+    (addr, seen)
+}
+
 #[tokio::test]
 async fn bearer_tokens_are_fetched_with_basic_credentials_and_reused() {
-    let (addr, seen) = fake_registry().await;
+    let (addr, seen) = bearer_registry().await;
     let creds = Credentials::Basic { username: "user".into(), password: "pass".into() };
     let registry = Registry::new(&addr, creds).unwrap();
     registry.login().await.unwrap();
@@ -79,9 +99,35 @@ async fn bearer_tokens_are_fetched_with_basic_credentials_and_reused() {
 
 #[tokio::test]
 async fn wrong_credentials_fail_the_login_clearly() {
-    let (addr, _) = fake_registry().await;
+    let (addr, _) = bearer_registry().await;
     let creds = Credentials::Basic { username: "user".into(), password: "nope".into() };
     let err = Registry::new(&addr, creds).unwrap().login().await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("rejected the credentials: UNAUTHORIZED: bad"), "{err}");
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_retried() {
+    // Request 0: 503, 1: dropped, 2: 200.
+    let (addr, seen) = serve(Arc::new(|_: &str, _: &str, n| match n {
+        0 => Some(("503 Service Unavailable", String::new(), String::new())),
+        1 => None,
+        _ => Some(("200 OK", String::new(), String::new())),
+    }))
+    .await;
+    let registry = Registry::new(&addr, Credentials::Anonymous).unwrap();
+    assert!(registry.blob_exists("app", &Digest::of(b"x")).await.unwrap());
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let body = r#"{"errors":[{"code":"DENIED","message":"no push for you"}]}"#;
+    let (addr, seen) =
+        serve(Arc::new(move |_: &str, _: &str, _| Some(("403 Forbidden", String::new(), body.into())))).await;
+    let registry = Registry::new(&addr, Credentials::Anonymous).unwrap();
+    let err = registry.blob_bytes("app", &Digest::of(b"x")).await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 1, "a 403 is asked once");
+    assert!(err.to_string().contains("HTTP 403: DENIED: no push for you"), "{err}");
+    assert!(err.hint().unwrap().contains("push permission"));
 }
