@@ -35,7 +35,7 @@ pub enum BlobSource {
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 const OCTETS: &str = "application/octet-stream";
-const READ_SIZE: usize = 1 << 20;
+const READ_SIZE: usize = 256 << 10;
 
 fn chunk_size() -> u64 {
     std::env::var("GANTRY_IMAGE_CHUNK_SIZE").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(32 << 20)
