@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build release demo test lint fmt ci bench bench-memory schema install clean
+.PHONY: all build release demo test lint fmt ci bench bench-memory bench-image schema install clean
 
 all: build
 
@@ -38,6 +38,11 @@ bench: release
 
 bench-memory: release
 	python3 scripts/bench_package.py memory --markdown docs/benchmarks.md
+
+# `gantry image push` against `skopeo copy` from the same OCI layout to the same local registry
+# (scripts/test-services starts it, and moto for the ECR token), then unchanged re-pushes.
+bench-image: release
+	python3 scripts/bench_image.py --markdown docs/benchmarks.md
 
 # Regenerates schema/gantry.schema.json from the config types.
 schema:
