@@ -79,6 +79,18 @@ fn assembled(dir: &Path, repository: &str, base: &str, salt: &str) {
     );
 }
 
+/// `app/data.bin`: `bytes` of incompressible noise, the same every time.
+fn noise(dir: &Path, bytes: usize) {
+    let mut x: u64 = 7;
+    let data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    std::fs::write(dir.join("app/data.bin"), data).unwrap();
+}
+
 fn push_cmd(dir: &Path, s: &Services, args: &[&str]) -> assert_cmd::Command {
     let mut cmd = gantry(dir);
     cmd.args(["image", "push", "--env", "dev"])
@@ -247,4 +259,5 @@ fn unchanged_inputs_push_no_blob_and_only_add_a_missing_version_tag() {
 }
 
 mod failures;
+mod faults;
 mod sources;

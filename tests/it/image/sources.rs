@@ -4,21 +4,14 @@
 
 use serde_json::json;
 
-use super::{assembled, inspect, project, push, push_cmd, repository, requests, setup, skopeo};
+use super::{assembled, inspect, noise, project, push, push_cmd, repository, requests, setup, skopeo};
 use crate::support::write_tree;
 
 /// Pushes an assembled image with a 300 kB layer and returns (repository, tag, digest).
 fn seed(s: &crate::services::Services, dir: &std::path::Path) -> (String, String, String) {
     let repo = repository(s, "img-seed", false);
     assembled(dir, &repo, "scratch", "seed");
-    let mut x: u64 = 7;
-    let noise: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (x >> 56) as u8
-        })
-        .collect();
-    std::fs::write(dir.join("app/data.bin"), noise).unwrap();
+    noise(dir, 300_000);
     let report = push(dir, s, &["app", "--version", "1.0.0"]);
     (repo, "1.0.0".into(), report["digest"].as_str().unwrap().to_owned())
 }

@@ -3,7 +3,9 @@
 //! whose body streams from disk through a bounded channel (a few MiB in flight whatever the
 //! blob's size), hashed on the way, so a blob that does not match its digest is caught
 //! before the final PUT commits it. A chunk that fails transiently is resumed from what the
-//! registry says it stored (`GET` on the session: `Range: 0-N`).
+//! registry says it stored (`GET` on the session: `Range: 0-N`); when the registry no
+//! longer knows the session (docker-registry drops one whose PATCH broke off), the blob
+//! starts again in a new one.
 //!
 //! `GANTRY_IMAGE_CHUNK_SIZE` (bytes) lowers both limits, for tests of the chunked path.
 
@@ -156,16 +158,27 @@ impl Registry {
                 });
             }
             tokio::time::sleep(retry::backoff(failures, None)).await;
-            let (resumed, stored) = self.upload_status(&location).await?;
-            location = resumed;
-            if stored > offset {
-                let (path, from, len, h) = (path.to_owned(), base + offset, stored - offset, hasher.clone());
-                hasher = tokio::task::spawn_blocking(move || hash_region(&path, from, len, h))
-                    .await
-                    .expect("hashing does not panic")?;
-                offset = stored;
+            match self.upload_status(&location).await {
+                Ok((resumed, stored)) if (offset..=size).contains(&stored) => {
+                    location = resumed;
+                    if stored > offset {
+                        let (path, from, len, h) = (path.to_owned(), base + offset, stored - offset, hasher.clone());
+                        hasher = tokio::task::spawn_blocking(move || hash_region(&path, from, len, h))
+                            .await
+                            .expect("hashing does not panic")?;
+                        offset = stored;
+                    }
+                    tracing::debug!(%digest, offset, failures, "resuming a chunked upload");
+                }
+                // The session cannot go on (docker-registry invalidates one whose PATCH broke
+                // off mid-body): this blob starts again in a new session.
+                Ok(_) | Err(RegistryError::Status { .. }) => {
+                    tracing::debug!(%digest, failures, "restarting a chunked upload");
+                    location = self.start_upload(repository).await?;
+                    (offset, hasher) = (0, Sha256::new());
+                }
+                Err(e) => return Err(e),
             }
-            tracing::debug!(%digest, offset, failures, "resuming a chunked upload");
         }
         let actual = Digest::from_hasher(hasher);
         if &actual != digest {
