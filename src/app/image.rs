@@ -16,7 +16,7 @@ pub async fn push(
     printer: &Printer,
     cancel: &Arc<AtomicBool>,
 ) -> Result<(), Error> {
-    let environment = environment(loaded, env)?;
+    let (_, environment) = super::environment(loaded, env, "image push")?;
     let images = select(&loaded.config, args.name.as_deref())?;
     let version =
         args.release_version.as_deref().map(package::parse_version).transpose().map_err(package::PackageError::from)?;
@@ -47,26 +47,6 @@ pub async fn push(
         printer.json(&doc.expect("reports serialize"));
     }
     Ok(())
-}
-
-/// The environment `--env` names; image push needs one (it decides region and registry).
-fn environment<'c>(loaded: &'c config::Loaded, name: Option<&str>) -> Result<&'c config::Environment, Error> {
-    let envs = &loaded.config.environments;
-    let known = || envs.keys().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-    let Some(name) = name else {
-        return Err(Error::Usage {
-            message: "`gantry image push` needs an environment: pass --env NAME (or set GANTRY_ENV)".into(),
-            hint: Some(if envs.is_empty() {
-                "add an [environments.NAME] table to gantry.toml".into()
-            } else {
-                format!("environments in gantry.toml: {}", known())
-            }),
-        });
-    };
-    envs.iter().find(|(n, _)| n.as_str() == name).map(|(_, e)| e).ok_or_else(|| Error::Usage {
-        message: format!("no environment named `{name}` in {}", loaded.path.display()),
-        hint: Some(format!("environments in gantry.toml: {}", known())),
-    })
 }
 
 fn select(cfg: &config::Config, wanted: Option<&str>) -> Result<Vec<(config::Name, config::Image)>, ImageError> {
