@@ -157,26 +157,6 @@ impl Bucket {
         }
     }
 
-    /// The bytes stored under `key`.
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, S3Error> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.name)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.classify("GetObject", key, e))?;
-        let body = out.body.collect().await.map_err(|e| S3Error::Request {
-            op: "GetObject",
-            bucket: self.name.clone(),
-            key: key.to_owned(),
-            status: None,
-            source: Box::new(e),
-        })?;
-        Ok(body.into_bytes().to_vec())
-    }
-
     /// Uploads the file at `path` (of `size` bytes, whole-file SHA-256 `sha256`) under
     /// `key`, in parts when large, then checks what S3 stored. `progress` is called
     /// with bytes as they are sent.
