@@ -12,5 +12,6 @@ pub mod exit;
 pub mod package;
 pub mod publish;
 pub mod report;
+pub mod targets;
 
 pub use error::Error;
