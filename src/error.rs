@@ -2,6 +2,7 @@
 //! typed error. `main` prints it once, with its cause chain and a hint, and exits
 //! with `exit_code()`.
 
+use crate::app::deploy::DeployError;
 use crate::{config, exit, package, publish};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,8 @@ pub enum Error {
     Image(#[from] publish::image::ImageError),
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
     /// A command that a later version of gantry will provide.
     #[error("`gantry {command}` is not available yet in this version of gantry")]
     NotAvailable { command: &'static str },
@@ -35,6 +38,7 @@ impl Error {
             Self::Package(e) => e.exit_code(),
             Self::Image(e) => e.exit_code(),
             Self::Publish(e) => e.exit_code(),
+            Self::Deploy(e) => e.exit_code(),
             Self::Io { .. } => exit::FAILED,
         }
     }
@@ -45,6 +49,7 @@ impl Error {
             Self::Package(e) => e.hint(),
             Self::Image(e) => e.hint(),
             Self::Publish(e) => e.hint(),
+            Self::Deploy(e) => e.hint(),
             Self::Usage { hint, .. } => hint.clone(),
             Self::NotAvailable { .. } | Self::Io { .. } => None,
         }

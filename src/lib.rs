@@ -12,6 +12,8 @@ pub mod exit;
 pub mod package;
 pub mod publish;
 pub mod report;
+pub mod rollout;
+pub mod state;
 pub mod targets;
 
 pub use error::Error;

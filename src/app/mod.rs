@@ -10,12 +10,16 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, ImageCommand, PipelineCommand};
 use crate::report::{Printer, Verbosity};
+use crate::rollout::Cancel;
 use crate::{Error, config, exit};
 
+pub mod deploy;
 mod image;
 mod init;
 mod package;
 mod publish;
+mod releases;
+mod status;
 
 /// Runs the command and returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -29,8 +33,9 @@ pub fn main(cli: Cli) -> u8 {
         }
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    runtime.spawn(watch_interrupts(Arc::clone(&cancel)));
-    let result = runtime.block_on(run(cli, &printer, cancel));
+    let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(false);
+    runtime.spawn(watch_interrupts(Arc::clone(&cancel), interrupt_tx));
+    let result = runtime.block_on(run(cli, &printer, cancel, Cancel::new(interrupt_rx)));
     // Blocking work checks `cancel` and finishes on its own; do not wait on stragglers.
     runtime.shutdown_background();
     match result {
@@ -43,12 +48,13 @@ pub fn main(cli: Cli) -> u8 {
 }
 
 /// First Ctrl-C: ask the running command to stop cleanly. Second: leave at once.
-async fn watch_interrupts(cancel: Arc<AtomicBool>) {
+async fn watch_interrupts(cancel: Arc<AtomicBool>, interrupt: tokio::sync::watch::Sender<bool>) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }
     cancel.store(true, Ordering::SeqCst);
-    eprintln!("\ninterrupted: stopping cleanly (press Ctrl-C again to quit at once)");
+    interrupt.send_replace(true);
+    eprintln!("\ninterrupted: stopping cleanly, rolling back what is in progress (press Ctrl-C again to quit at once)");
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(i32::from(exit::INTERRUPTED));
     }
@@ -72,7 +78,7 @@ fn init_logging(cli: &Cli, printer: &Printer) {
         .try_init();
 }
 
-async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(), Error> {
+async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Cancel) -> Result<(), Error> {
     let global = &cli.global;
     match cli.command {
         Command::Init(args) => init::init(&args, printer),
@@ -87,7 +93,10 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
             clap_complete::generate(args.shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             Ok(())
         }
-        Command::Plan(_) => not_available("plan"),
+        Command::Plan(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            status::plan(&loaded, global.env.as_deref(), &args, printer).await
+        }
         Command::Publish(args) => {
             let loaded = load_config(global.config.as_ref())?;
             publish::publish(&loaded, global.env.as_deref(), &args, printer, &cancel).await
@@ -101,11 +110,23 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>) -> Result<(),
         Command::Pipeline(PipelineCommand::Status) => not_available("pipeline status"),
         Command::Approve(_) => not_available("approve"),
         Command::Reject(_) => not_available("reject"),
-        Command::Deploy(_) => not_available("deploy"),
-        Command::Rollback(_) => not_available("rollback"),
+        Command::Deploy(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            deploy::deploy(&loaded, global.env.as_deref(), &args, printer, interrupt).await
+        }
+        Command::Rollback(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            deploy::rollback(&loaded, global.env.as_deref(), &args, printer, interrupt).await
+        }
         Command::Release(_) => not_available("release"),
-        Command::Status(_) => not_available("status"),
-        Command::History(_) => not_available("history"),
+        Command::Status(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            status::status(&loaded, global.env.as_deref(), &args, printer).await
+        }
+        Command::History(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            status::history(&loaded, global.env.as_deref(), &args, printer).await
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! names a missing or partial archive.
 
 mod archive;
-mod manifest;
+pub mod manifest;
 mod version;
 pub mod walk;
 

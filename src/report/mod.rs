@@ -2,6 +2,7 @@
 //! data (`--output json`) goes to stdout. Domain modules emit typed events; the
 //! reporters here consume them.
 
+mod deploy;
 mod image;
 mod package;
 mod publish;
@@ -10,6 +11,7 @@ use std::io::{IsTerminal, Write};
 
 use crate::cli::{GlobalArgs, OutputFormat};
 
+pub use deploy::DeployReporter;
 pub use image::ImageReporter;
 pub use package::PackageReporter;
 pub use publish::PublishReporter;
@@ -109,6 +111,24 @@ impl Printer {
         let mut stdout = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut stdout, value);
         let _ = writeln!(stdout);
+    }
+
+    /// A command's human-readable result (`status`, `history`, `plan`): data, so stdout.
+    pub fn text(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    /// Writes one JSON object on one line to stdout (JSON lines, for streaming commands).
+    pub fn json_line(&self, value: &serde_json::Value) {
+        if self.format != OutputFormat::Json {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut stdout, value);
+        let _ = writeln!(stdout);
+        let _ = stdout.flush();
     }
 
     fn paint(&self, text: &str, sgr: &str) -> String {

@@ -11,6 +11,8 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+pub mod local;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -116,4 +118,76 @@ pub trait Target {
     /// Put all traffic back on the stable version at its full replica count, and stop and
     /// remove the new version, from whatever state a deployment (or a crash) left.
     async fn rollback(&mut self) -> Result<(), TargetError>;
+}
+
+/// Every target kind gantry can deploy, dispatched by one `match`.
+pub enum AnyTarget {
+    Local(local::LocalTarget),
+}
+
+/// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
+/// local state (the `local` kind) keeps it.
+pub fn build(name: &str, cfg: &crate::config::Target, state_dir: PathBuf) -> Result<AnyTarget, TargetError> {
+    use crate::config::TargetKind;
+    match cfg.kind {
+        TargetKind::Local => {
+            let local = cfg
+                .local
+                .as_ref()
+                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [local] settings")))?;
+            Ok(AnyTarget::Local(local::LocalTarget::new(name, local, state_dir)?))
+        }
+        other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
+            .with_hint("this version deploys `local` targets; the cloud kinds come with their own issues")),
+    }
+}
+
+impl Target for AnyTarget {
+    fn replicas(&self) -> u32 {
+        match self {
+            Self::Local(t) => t.replicas(),
+        }
+    }
+
+    fn public_url(&self) -> String {
+        match self {
+            Self::Local(t) => t.public_url(),
+        }
+    }
+
+    async fn observe(&mut self) -> Result<Live, TargetError> {
+        match self {
+            Self::Local(t) => t.observe().await,
+        }
+    }
+
+    async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
+        match self {
+            Self::Local(t) => t.start_new(release, replicas).await,
+        }
+    }
+
+    async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.shift(percent).await,
+        }
+    }
+
+    async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.replace(old).await,
+        }
+    }
+
+    async fn retire_old(&mut self) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.retire_old().await,
+        }
+    }
+
+    async fn rollback(&mut self) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.rollback().await,
+        }
+    }
 }

@@ -1,0 +1,409 @@
+//! `gantry deploy` and `gantry rollback`: resolve the release, take the environment's lock,
+//! finish anything an earlier process left unfinished, then cut each target over with the
+//! rollout engine, in the environment's order. When a later target fails, the targets this
+//! run already moved are rolled back too, so the environment is never left half on a release.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{DeployArgs, RollbackArgs};
+use crate::report::{DeployReporter, Printer};
+use crate::rollout::{self, Cancel, Engine, Outcome, Step, engine, health::HttpProbe, plan};
+use crate::state::record::{Deployment, Kind, ReleaseRef};
+use crate::state::{self, Store};
+use crate::targets::{self, AnyTarget, Release, Target};
+use crate::{Error, config, exit};
+
+use super::releases;
+
+/// Everything a deploy or rollback of one environment needs, resolved once.
+pub(crate) struct EnvContext<'a> {
+    pub loaded: &'a config::Loaded,
+    pub name: &'a config::Name,
+    pub targets: Vec<(&'a config::Name, &'a config::Target)>,
+    pub store: Store,
+}
+
+impl<'a> EnvContext<'a> {
+    pub async fn new(
+        loaded: &'a config::Loaded,
+        env: Option<&str>,
+        only: &[String],
+        command: &str,
+    ) -> Result<Self, Error> {
+        let (name, environment) = super::environment(loaded, env, command)?;
+        let merged = loaded.env_targets.get(name);
+        let mut targets = Vec::new();
+        for t in &environment.targets {
+            let Some(cfg) = merged.and_then(|m| m.get(t)).or_else(|| loaded.config.targets.get(t)) else { continue };
+            if only.is_empty() || only.iter().any(|o| o == t.as_str()) {
+                targets.push((t, cfg));
+            }
+        }
+        if let Some(unknown) = only.iter().find(|o| !environment.targets.iter().any(|t| t.as_str() == o.as_str())) {
+            return Err(Error::Usage {
+                message: format!("environment `{name}` has no target `{unknown}`"),
+                hint: Some(format!(
+                    "its targets: {}",
+                    environment.targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                )),
+            });
+        }
+        if targets.is_empty() {
+            return Err(Error::Usage {
+                message: format!("environment `{name}` has no targets to deploy"),
+                hint: Some(format!("list them in `targets = [...]` under [environments.{name}]")),
+            });
+        }
+        let store = open_store(loaded, name, environment).await;
+        Ok(Self { loaded, name, targets, store })
+    }
+
+    pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
+        let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
+        targets::build(name.as_str(), cfg, dir)
+            .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
+    }
+}
+
+/// The ledger for `environment`: its `state` setting, or `.gantry/state/ENV` beside gantry.toml.
+pub(crate) async fn open_store(loaded: &config::Loaded, name: &config::Name, env: &config::Environment) -> Store {
+    let url = env.state.as_ref().map(|s| s.as_str().to_owned());
+    match url {
+        Some(url) if url.starts_with("s3://") => {
+            let sdk = crate::aws::load(env.region.as_ref().map(config::Region::as_str)).await;
+            Store::S3(state::s3::S3Store::new(crate::aws::s3(&sdk), &url))
+        }
+        Some(url) => {
+            let path = url.strip_prefix("file://").map_or_else(|| loaded.dir.join(&url), PathBuf::from);
+            Store::Folder(state::local::Folder::new(path))
+        }
+        None => Store::Folder(state::local::Folder::new(loaded.dir.join(".gantry/state").join(name.as_str()))),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("target `{target}`: {source}")]
+    Target {
+        target: String,
+        #[source]
+        source: targets::TargetError,
+    },
+    #[error("{0}")]
+    Lock(#[from] state::LockError),
+    #[error("cannot read the deployment ledger")]
+    State(#[from] state::StateError),
+    #[error("deploy of {version} to `{environment}` failed and was rolled back: {reason}")]
+    RolledBack { environment: String, version: String, reason: String, restored: String },
+    #[error("interrupted: {reason}; rolled back")]
+    Interrupted { reason: String, restored: String },
+    #[error("deploy of {version} to `{environment}` failed and so did its rollback: {reason}")]
+    RollbackFailed { environment: String, version: String, reason: String, manual: String },
+    #[error("{version} took all traffic on `{target}`, but retiring the old version failed: {reason}")]
+    RetireFailed { target: String, version: String, reason: String },
+    #[error("{message}")]
+    NoRelease { message: String, hint: String },
+}
+
+impl DeployError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Lock(e) => e.exit_code(),
+            Self::RolledBack { .. } => exit::ROLLED_BACK,
+            Self::Interrupted { .. } => exit::INTERRUPTED,
+            Self::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
+            Self::NoRelease { .. } => exit::USAGE,
+            Self::Target { .. } | Self::State(_) | Self::RetireFailed { .. } => exit::FAILED,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Lock(state::LockError::Held(h)) => Some(format!(
+                "wait for it to finish, or pass --wait-lock 10m to wait; a holder that died is taken over once its lease ends (at {})",
+                jiff::Timestamp::from_millisecond(h.expires_ms).map(|t| t.to_string()).unwrap_or_default()
+            )),
+            Self::RolledBack { restored, .. } | Self::Interrupted { restored, .. } => {
+                Some(format!("live now: {restored}"))
+            }
+            Self::RollbackFailed { manual, .. } => Some(manual.clone()),
+            Self::RetireFailed { .. } => Some(
+                "the new version serves users; run `gantry status` and stop the old one by hand if it still runs"
+                    .into(),
+            ),
+            Self::Target { source, .. } => source.hint.clone(),
+            Self::NoRelease { hint, .. } => Some(hint.clone()),
+            Self::State(_) | Self::Lock(_) => None,
+        }
+    }
+}
+
+pub async fn deploy(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    args: &DeployArgs,
+    printer: &Printer,
+    cancel: Cancel,
+) -> Result<(), Error> {
+    let ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
+    let release = match &args.release_version {
+        Some(v) => releases::find(loaded, v, None)?,
+        None => releases::package_working_tree(loaded, printer).await?,
+    };
+    let wait = parse_wait(args.wait_lock.as_deref())?;
+    let lock = ctx
+        .store
+        .lock(&format!("deploy {}", release.version), &user(), lease(), wait)
+        .await
+        .map_err(DeployError::from)?;
+    let result = deploy_locked(&ctx, &release, Kind::Deploy, None, printer, cancel).await;
+    let _ = lock.release().await;
+    result
+}
+
+pub async fn rollback(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    args: &RollbackArgs,
+    printer: &Printer,
+    cancel: Cancel,
+) -> Result<(), Error> {
+    let ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;
+    let lock = ctx.store.lock("rollback", &user(), lease(), Duration::ZERO).await.map_err(DeployError::from)?;
+    let result = async {
+        recover(&ctx, printer).await?;
+        let records = ctx.store.list().await.map_err(DeployError::from)?;
+        // Every target goes back to one release: the named one, or the one before what the
+        // first target runs now.
+        let (first, _) = ctx.targets[0];
+        let history = state::target_history(&records, first.as_str());
+        let to = match &args.to {
+            Some(v) => {
+                let known = records.iter().find(|d| d.release.version.to_string() == v.trim_start_matches('v'));
+                releases::find(loaded, v, known.map(|d| d.release.digest.as_str()))?
+            }
+            None => {
+                let Some(prev) = history.previous_good else {
+                    return Err(Error::Deploy(DeployError::NoRelease {
+                        message: format!("`{first}` has no earlier good release to go back to"),
+                        hint: "see `gantry history`; pass --to VERSION to choose one".into(),
+                    }));
+                };
+                releases::find(loaded, &prev.release.version.to_string(), Some(&prev.release.digest))?
+            }
+        };
+        deploy_locked(&ctx, &to, Kind::Rollback, Some(plan::fast_path(1)), printer, cancel).await
+    }
+    .await;
+    let _ = lock.release().await;
+    result
+}
+
+/// With the lock held: recover, then deploy `release` to every target in order.
+async fn deploy_locked(
+    ctx: &EnvContext<'_>,
+    release: &Release,
+    kind: Kind,
+    fast_path: Option<Vec<Step>>,
+    printer: &Printer,
+    cancel: Cancel,
+) -> Result<(), Error> {
+    recover(ctx, printer).await?;
+    let records = ctx.store.list().await.map_err(DeployError::from)?;
+    let reporter = DeployReporter::new(printer);
+    let mut done: Vec<(&config::Name, &config::Target, Option<ReleaseRef>)> = Vec::new();
+    for &(name, cfg) in &ctx.targets {
+        let history = state::target_history(&records, name.as_str());
+        let previous = history.live.map(|d| d.release.clone());
+        let mut target = ctx.build_target(name, cfg)?;
+        let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
+        if previous.as_ref().is_some_and(|p| p.digest == release.digest)
+            && live.stable.as_ref().is_some_and(|s| s.digest == release.digest)
+            && live.new.is_none()
+        {
+            reporter.unchanged(name.as_str(), &release.version.to_string());
+            continue;
+        }
+        let steps = match &fast_path {
+            Some(_) => plan::fast_path(target.replicas()),
+            None => plan::steps(&cfg.strategy, target.replicas()),
+        };
+        let strategy = if fast_path.is_some() { "fast-path" } else { strategy_name(cfg) };
+        let mut record =
+            engine::new_record(ctx.name.as_str(), name.as_str(), kind, release, previous.clone(), strategy, &user());
+        let outcome = run_engine(ctx, &mut target, cfg, &mut record, release, &steps, &reporter, cancel.clone()).await;
+        match outcome {
+            Outcome::Succeeded => done.push((name, cfg, previous)),
+            failed => {
+                undo(ctx, &done, &reporter).await;
+                return Err(outcome_error(ctx, release, &record, failed).into());
+            }
+        }
+    }
+    reporter.done(ctx.name.as_str(), &release.version.to_string());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_engine(
+    ctx: &EnvContext<'_>,
+    target: &mut AnyTarget,
+    cfg: &config::Target,
+    record: &mut Deployment,
+    release: &Release,
+    steps: &[Step],
+    reporter: &DeployReporter<'_>,
+    cancel: Cancel,
+) -> Outcome {
+    let probe = HttpProbe::new();
+    let mut journal = Ledger(ctx.store.clone());
+    let emit = |e: rollout::Event| reporter.event(&e);
+    let mut engine = Engine {
+        target,
+        probe: &probe,
+        journal: &mut journal,
+        checks: &cfg.health,
+        phase_deadline: cfg.strategy.phase_deadline.map_or(plan::DEFAULT_PHASE_DEADLINE, |d| d.get()),
+        cancel,
+        emit: &emit,
+    };
+    engine.run(record, release, steps).await
+}
+
+/// Targets this run moved before a later one failed go back to what they ran before.
+async fn undo(
+    ctx: &EnvContext<'_>,
+    done: &[(&config::Name, &config::Target, Option<ReleaseRef>)],
+    reporter: &DeployReporter<'_>,
+) {
+    for (name, cfg, previous) in done.iter().rev() {
+        let Some(previous) = previous else { continue };
+        let Ok(release) = releases::find(ctx.loaded, &previous.version.to_string(), Some(&previous.digest)) else {
+            continue;
+        };
+        let Ok(mut target) = ctx.build_target(name, cfg) else { continue };
+        let steps = plan::fast_path(target.replicas());
+        let mut record =
+            engine::new_record(ctx.name.as_str(), name.as_str(), Kind::Rollback, &release, None, "fast-path", &user());
+        record.reason = Some("a later target of the same deploy failed".into());
+        run_engine(ctx, &mut target, cfg, &mut record, &release, &steps, reporter, Cancel::never()).await;
+    }
+}
+
+/// Finishes or rolls back deployments a dead process left running (the lock is ours now,
+/// so their holder is gone). The rule is the engine's: finish what verified, undo the rest.
+pub(crate) async fn recover(ctx: &EnvContext<'_>, printer: &Printer) -> Result<(), Error> {
+    let records = ctx.store.list().await.map_err(DeployError::from)?;
+    let reporter = DeployReporter::new(printer);
+    for &(name, cfg) in &ctx.targets {
+        let Some(running) = state::target_history(&records, name.as_str()).running else { continue };
+        let mut record = running.clone();
+        let mut target = ctx.build_target(name, cfg)?;
+        let probe = HttpProbe::new();
+        let mut journal = Ledger(ctx.store.clone());
+        let emit = |e: rollout::Event| reporter.event(&e);
+        let mut engine = Engine {
+            target: &mut target,
+            probe: &probe,
+            journal: &mut journal,
+            checks: &cfg.health,
+            phase_deadline: cfg.strategy.phase_deadline.map_or(plan::DEFAULT_PHASE_DEADLINE, |d| d.get()),
+            cancel: Cancel::never(),
+            emit: &emit,
+        };
+        if let Outcome::RollbackFailed { reason, rollback_error } = engine.resume(&mut record).await {
+            return Err(Error::Deploy(DeployError::RollbackFailed {
+                environment: ctx.name.to_string(),
+                version: record.release.version.to_string(),
+                reason,
+                manual: manual_steps(name.as_str(), &rollback_error),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn outcome_error(ctx: &EnvContext<'_>, release: &Release, record: &Deployment, outcome: Outcome) -> DeployError {
+    let restored =
+        record.restored.as_ref().map_or_else(|| "nothing (nothing was live before)".to_owned(), |r| r.to_string());
+    match outcome {
+        Outcome::Succeeded => unreachable!("only failures are errors"),
+        Outcome::RolledBack { reason, interrupted: true } => DeployError::Interrupted { reason, restored },
+        Outcome::RolledBack { reason, interrupted: false } => DeployError::RolledBack {
+            environment: ctx.name.to_string(),
+            version: release.version.to_string(),
+            reason: format!("target `{}`: {reason}", record.target),
+            restored,
+        },
+        Outcome::RollbackFailed { reason, rollback_error } => DeployError::RollbackFailed {
+            environment: ctx.name.to_string(),
+            version: release.version.to_string(),
+            reason: format!("target `{}`: {reason}; rollback: {rollback_error}", record.target),
+            manual: manual_steps(&record.target, &rollback_error),
+        },
+        Outcome::Failed { reason } => {
+            DeployError::RetireFailed { target: record.target.clone(), version: release.version.to_string(), reason }
+        }
+    }
+}
+
+fn manual_steps(target: &str, error: &str) -> String {
+    format!(
+        "target `{target}` needs a hand: check what runs with `gantry status`, fix the cause ({error}), then run `gantry rollback` or deploy a good release"
+    )
+}
+
+/// The ledger as the engine's journal.
+struct Ledger(Store);
+
+impl rollout::Journal for Ledger {
+    async fn save(&mut self, deployment: &Deployment) -> Result<(), String> {
+        self.0.save(deployment).await.map_err(|e| {
+            let mut s = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                s.push_str(&format!(": {source}"));
+            }
+            s
+        })
+    }
+}
+
+pub(crate) fn strategy_name(cfg: &config::Target) -> &'static str {
+    match cfg.strategy.kind {
+        config::StrategyKind::AllAtOnce => "all-at-once",
+        config::StrategyKind::Rolling => "rolling",
+        config::StrategyKind::BlueGreen => "blue-green",
+        config::StrategyKind::Canary => "canary",
+        config::StrategyKind::Linear => "linear",
+    }
+}
+
+/// Who is deploying: the GitHub actor in Actions, else `user@host`.
+pub(crate) fn user() -> String {
+    if let Ok(actor) = std::env::var("GITHUB_ACTOR")
+        && !actor.is_empty()
+    {
+        return format!("{actor} (GitHub Actions)");
+    }
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{name}@{}", engine::hostname())
+}
+
+/// The lock's lease: `GANTRY_LOCK_LEASE` (e.g. `10s`), else 30 s.
+fn lease() -> Duration {
+    std::env::var("GANTRY_LOCK_LEASE")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(state::DEFAULT_LEASE)
+}
+
+fn parse_wait(value: Option<&str>) -> Result<Duration, Error> {
+    value.map_or(Ok(Duration::ZERO), |v| {
+        humantime::parse_duration(v).map_err(|e| Error::Usage {
+            message: format!("invalid --wait-lock `{v}`: {e}"),
+            hint: Some("a duration such as 30s, 5m or 1h".into()),
+        })
+    })
+}
