@@ -132,3 +132,112 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::state::record::{self, Kind, State};
+    use crate::state::target_history;
+    use crate::targets::Release;
+
+    fn folder() -> (tempfile::TempDir, Folder) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Folder::new(dir.path().join("state"));
+        (dir, f)
+    }
+
+    #[test]
+    fn of_ten_racing_processes_exactly_one_takes_the_lock() {
+        let (_dir, f) = folder();
+        let start = Arc::new(Barrier::new(10));
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let (f, start) = (f.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    let holder = Holder::new(&format!("deploy {i}"), "t", Duration::from_secs(30));
+                    start.wait();
+                    f.acquire(&holder).map(|_| holder)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&Holder> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1);
+        for r in &results {
+            if let Err(LockError::Held(h)) = r {
+                assert_eq!(h.token, winners[0].token, "losers name the winner");
+            } else {
+                assert!(r.is_ok());
+            }
+        }
+        assert_eq!(f.read_lock().unwrap().unwrap().token, winners[0].token);
+    }
+
+    #[test]
+    fn a_lock_whose_lease_ran_out_is_taken_over_and_the_old_holder_loses_it() {
+        let (_dir, f) = folder();
+        let mut old = Holder::new("deploy 1", "t", Duration::from_secs(30));
+        old.host = "another-machine".into();
+        old.expires_ms = crate::state::now_ms() - 1;
+        f.acquire(&old).unwrap();
+        let new = Holder::new("deploy 2", "t", Duration::from_secs(30));
+        let taken = f.acquire(&new).unwrap();
+        assert_eq!(taken.map(|h| h.token), Some(old.token.clone()));
+        assert!(matches!(f.renew(&old), Err(LockError::Lost(Some(_)))));
+        f.release(&old).unwrap();
+        assert_eq!(f.read_lock().unwrap().unwrap().token, new.token, "a stale holder cannot release it");
+        f.release(&new).unwrap();
+        assert!(f.read_lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_live_lease_on_another_machine_is_respected_and_a_dead_process_here_is_not() {
+        let (_dir, f) = folder();
+        let mut remote = Holder::new("deploy 1", "t", Duration::from_secs(30));
+        remote.host = "another-machine".into();
+        remote.pid = 1;
+        f.acquire(&remote).unwrap();
+        assert!(matches!(f.acquire(&Holder::new("x", "t", Duration::from_secs(30))), Err(LockError::Held(_))));
+        f.release(&remote).unwrap();
+
+        let mut dead = Holder::new("deploy 1", "t", Duration::from_secs(30));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        dead.pid = child.id();
+        child.wait().unwrap();
+        f.acquire(&dead).unwrap();
+        let taken = f.acquire(&Holder::new("deploy 2", "t", Duration::from_secs(30))).unwrap();
+        assert_eq!(taken.map(|h| h.pid), Some(dead.pid));
+    }
+
+    #[test]
+    fn records_round_trip_and_history_reads_them() {
+        let (_dir, f) = folder();
+        let release =
+            |v: &str| Release { version: v.parse().unwrap(), digest: format!("d{v}"), artifacts: Default::default() };
+        let make = |v: &str, state: State| {
+            let mut d =
+                crate::rollout::engine::new_record("dev", "web", Kind::Deploy, &release(v), None, "canary", "t");
+            d.state = state;
+            f.save(&d).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            d
+        };
+        let one = make("1.0.0", State::Succeeded);
+        make("1.1.0", State::RolledBack);
+        let two = make("2.0.0", State::Succeeded);
+        let three = make("3.0.0", State::Running);
+        let records = f.list().unwrap();
+        assert_eq!(
+            records.iter().map(|d| d.release.version.to_string()).collect::<Vec<_>>(),
+            ["1.0.0", "1.1.0", "2.0.0", "3.0.0"]
+        );
+        let h = target_history(&records, "web");
+        assert_eq!(h.live, Some(&two));
+        assert_eq!(h.previous_good, Some(&one), "a rolled-back release is never gone back to");
+        assert_eq!(h.running, Some(&three));
+        assert_eq!(record::SCHEMA, records[0].schema);
+    }
+}

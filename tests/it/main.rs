@@ -8,4 +8,5 @@ mod package;
 mod proxy;
 mod publish;
 mod services;
+mod state;
 mod support;
