@@ -11,6 +11,8 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+pub mod local;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
