@@ -57,7 +57,10 @@ impl LocalTarget {
         let preview = match &config.preview {
             Some(preview) => loopback(preview).map_err(|e| fail(format!("preview: {e}")))?,
             None => {
-                let port = listen.port().checked_add(1).ok_or_else(|| fail("listen port 65535 leaves no preview port".into()))?;
+                let port = listen
+                    .port()
+                    .checked_add(1)
+                    .ok_or_else(|| fail("listen port 65535 leaves no preview port".into()))?;
                 SocketAddr::new(listen.ip(), port)
             }
         };
@@ -120,15 +123,17 @@ impl LocalTarget {
     /// Writes nginx's config for `state` and applies it; returns the workers from before.
     async fn route(&self, state: &State) -> Result<Vec<i32>, TargetError> {
         let live = |d: &Option<Deployed>| -> Vec<u16> {
-            d.iter().flat_map(|d| &d.replicas).filter(|r| r.process.is_some_and(|p| p.is_alive())).map(|r| r.port).collect()
+            d.iter()
+                .flat_map(|d| &d.replicas)
+                .filter(|r| r.process.is_some_and(|p| p.is_alive()))
+                .map(|r| r.port)
+                .collect()
         };
         let (stable, new) = (live(&state.stable), live(&state.new));
         let public = match state.routing {
             Routing::Stable => stable.iter().map(|&p| (p, 1)).collect(),
             Routing::Weighted { percent } => nginx::weights(&stable, &new, percent),
-            Routing::Rolling { old } => {
-                stable.iter().take(old as usize).chain(&new).map(|&p| (p, 1)).collect()
-            }
+            Routing::Rolling { old } => stable.iter().take(old as usize).chain(&new).map(|&p| (p, 1)).collect(),
         };
         let config = self.nginx.render(&Upstreams { public, preview: new });
         tracing::debug!(target = %self.name, "applying nginx config:\n{config}");
@@ -156,7 +161,8 @@ impl LocalTarget {
     /// Stops processes carrying this target's marker that belong to no replica in
     /// `state`: left behind by a crash between spawning and recording.
     async fn stop_strays(&self, state: &State) {
-        let known: Vec<i32> = state.all_replicas().filter_map(|r| r.process).filter(ProcessId::is_alive).map(|p| p.pid).collect();
+        let known: Vec<i32> =
+            state.all_replicas().filter_map(|r| r.process).filter(ProcessId::is_alive).map(|p| p.pid).collect();
         let strays: Vec<ProcessId> =
             process::marked(&self.marker).into_iter().filter(|m| !known.contains(&m.session)).map(|m| m.id).collect();
         if !strays.is_empty() {
@@ -184,8 +190,9 @@ impl LocalTarget {
             let replicas = &mut pick(state, new).expect("checked above").replicas;
             replicas.push(Replica { port, log: log.clone(), process: None });
             self.save(state)?;
-            let id = process::spawn(&self.command, &dir, port, &log, &self.marker)
-                .map_err(|e| self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e))?;
+            let id = process::spawn(&self.command, &dir, port, &log, &self.marker).map_err(|e| {
+                self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e)
+            })?;
             pick(state, new).expect("checked above").replicas.last_mut().expect("just pushed").process = Some(id);
             self.save(state)?;
             tracing::debug!(target = %self.name, "started {label} replica on port {port}: {id:?}");
@@ -212,10 +219,10 @@ impl LocalTarget {
                 return Err(fail("exited before it listened".into()));
             }
             let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
-                if id.is_alive() {
-                    return Ok(());
-                }
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await
+                && id.is_alive()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(fail(format!("did not accept connections within {START_TIMEOUT:?}")));
@@ -231,7 +238,8 @@ impl LocalTarget {
                 .and_then(|l| l.local_addr())
                 .map_err(|e| self.error("cannot find a free loopback port").with_source(e))?
                 .port();
-            let taken = state.all_replicas().any(|r| r.port == port) || [self.listen.port(), self.preview.port()].contains(&port);
+            let taken = state.all_replicas().any(|r| r.port == port)
+                || [self.listen.port(), self.preview.port()].contains(&port);
             if !taken {
                 return Ok(port);
             }
@@ -288,9 +296,10 @@ impl Target for LocalTarget {
                 .with_hint("roll it back first (`gantry rollback`)"));
         }
         self.stop_strays(&state).await;
-        let zip = release.artifacts.get(&self.artifact).ok_or_else(|| {
-            self.error(format!("release {} has no artifact `{}`", release.label(), self.artifact))
-        })?;
+        let zip = release
+            .artifacts
+            .get(&self.artifact)
+            .ok_or_else(|| self.error(format!("release {} has no artifact `{}`", release.label(), self.artifact)))?;
         let dir = release::folder(&self.dir.join("releases"), release);
         release::unpack(zip, &dir).map_err(|e| self.error(e))?;
         if state.new.is_none() {

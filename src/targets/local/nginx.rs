@@ -174,18 +174,17 @@ impl Nginx {
             .output()
             .await
             .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
     }
 }
 
 /// An upstream and the server that proxies `listen` to it; with no servers, a 503.
 fn server(c: &mut String, name: &str, listen: &str, servers: &[(u16, u32)]) {
     if servers.is_empty() {
-        let _ = writeln!(c, "    server {{\n        listen {listen};\n        location / {{ return 503 \"no replicas\\n\"; }}\n    }}");
+        let _ = writeln!(
+            c,
+            "    server {{\n        listen {listen};\n        location / {{ return 503 \"no replicas\\n\"; }}\n    }}"
+        );
         return;
     }
     let _ = writeln!(c, "    upstream {name} {{");
@@ -193,7 +192,10 @@ fn server(c: &mut String, name: &str, listen: &str, servers: &[(u16, u32)]) {
         let _ = writeln!(c, "        server 127.0.0.1:{port} weight={weight};");
     }
     let _ = writeln!(c, "        keepalive 16;\n    }}");
-    let _ = writeln!(c, "    server {{\n        listen {listen};\n        location / {{ proxy_pass http://{name}; }}\n    }}");
+    let _ = writeln!(
+        c,
+        "    server {{\n        listen {listen};\n        location / {{ proxy_pass http://{name}; }}\n    }}"
+    );
 }
 
 /// Finds the nginx binary on `PATH` or in `/usr/sbin` (not on a normal user's `PATH`).
