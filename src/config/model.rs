@@ -363,6 +363,14 @@ pub struct LocalTarget {
     pub replicas: u32,
     /// Address nginx listens on, e.g. `127.0.0.1:8080`.
     pub listen: String,
+    /// Address nginx serves the new version alone on, for health gates before it takes
+    /// user traffic. Default: the `listen` port + 1.
+    #[serde(default)]
+    pub preview: Option<String>,
+    /// How long to wait after a replica leaves nginx's upstream (and nginx's old workers
+    /// finished their requests) before stopping it. Default: 1s.
+    #[serde(default)]
+    pub drain: Option<Duration>,
 }
 
 fn default_replicas() -> u32 {

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod image;
+mod local;
 mod package;
 mod proxy;
 mod publish;

@@ -1,40 +1,396 @@
-//! Placeholder until the `local` target lands (branch local-target): it refuses every call.
+//! The `local` target: the release's app as replica processes on loopback ports, behind
+//! the target's own nginx. Everything it knows lives in its state dir, so any later
+//! process (after a crash) can observe and converge it:
+//!
+//! ```text
+//! STATE_DIR/state.json            versions, replicas (pid + start time, port, log), routing
+//! STATE_DIR/releases/V-DIGEST12/  unpacked artifacts (the ones in use and the 3 newest)
+//! STATE_DIR/logs/V-DIGEST12-PORT.log
+//! STATE_DIR/nginx/                nginx's prefix: nginx.conf, nginx.pid, error.log, temp/
+//! ```
+//!
+//! Every operation writes the state it is about to create before creating it: a replica
+//! is recorded before it is spawned, and replicas leaving the upstream move to `retiring`
+//! before nginx is reloaded. Stopping a replica always follows a drain: out of the upstream,
+//! graceful reload, old nginx workers finished, then the configured drain time.
 
-use std::path::PathBuf;
+mod nginx;
+mod process;
+mod release;
+mod state;
 
-use super::{Live, Release, Target, TargetError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-pub struct LocalTarget;
+use self::nginx::{Nginx, Upstreams};
+use self::process::ProcessId;
+use self::state::{Deployed, Replica, Routing, State};
+use crate::targets::{Live, LiveVersion, Release, Target, TargetError};
+
+/// How long a new replica has to accept TCP connections on its port.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+/// Lines of a replica's log quoted in an error.
+const LOG_LINES: usize = 10;
+
+pub struct LocalTarget {
+    name: String,
+    artifact: String,
+    command: String,
+    replicas: u32,
+    listen: SocketAddr,
+    preview: SocketAddr,
+    drain: Duration,
+    dir: PathBuf,
+    /// The value of the replicas' marker variable: the canonical state dir.
+    marker: String,
+    nginx: Nginx,
+}
 
 impl LocalTarget {
-    pub fn new(_name: &str, _config: &crate::config::LocalTarget, _state_dir: PathBuf) -> Result<Self, TargetError> {
-        Err(TargetError::new("the local target is not built yet"))
+    /// The target `name` with its settings, keeping its state in `state_dir` (created
+    /// when missing). Starts nothing.
+    pub fn new(name: &str, config: &crate::config::LocalTarget, state_dir: PathBuf) -> Result<Self, TargetError> {
+        let fail = |what: String| TargetError::new(format!("local target `{name}`: {what}"));
+        let listen = loopback(&config.listen).map_err(|e| fail(format!("listen: {e}")))?;
+        let preview = match &config.preview {
+            Some(preview) => loopback(preview).map_err(|e| fail(format!("preview: {e}")))?,
+            None => {
+                let port = listen
+                    .port()
+                    .checked_add(1)
+                    .ok_or_else(|| fail("listen port 65535 leaves no preview port".into()))?;
+                SocketAddr::new(listen.ip(), port)
+            }
+        };
+        if preview == listen {
+            return Err(fail(format!("preview and listen are both {listen}")));
+        }
+        let binary = nginx::find_binary().ok_or_else(|| {
+            fail("nginx not found".into())
+                .with_hint("install it with `apt-get install nginx`, or run scripts/bootstrap")
+        })?;
+        std::fs::create_dir_all(&state_dir)
+            .and_then(|()| state_dir.canonicalize())
+            .map(|dir| Self {
+                name: name.to_owned(),
+                artifact: config.artifact.to_string(),
+                command: config.command.clone(),
+                replicas: config.replicas,
+                listen,
+                preview,
+                drain: config.drain.map_or(DEFAULT_DRAIN, |d| d.get()),
+                marker: dir.display().to_string(),
+                nginx: Nginx::new(binary, dir.join("nginx"), listen.to_string(), preview.to_string()),
+                dir,
+            })
+            .map_err(|e| fail(format!("cannot create the state dir {}", state_dir.display())).with_source(e))
+    }
+
+    /// The URL that reaches only the new version.
+    pub fn preview_url(&self) -> String {
+        format!("http://{}", self.preview)
+    }
+
+    /// Stops everything: nginx and every replica this target started. The release
+    /// folders stay; the state file then says nothing runs.
+    pub fn down(&mut self) -> Result<(), TargetError> {
+        self.nginx.stop_blocking();
+        let state = self.load()?;
+        let mut ids: Vec<ProcessId> = state.all_replicas().filter_map(|r| r.process).collect();
+        ids.extend(process::marked(&self.marker).into_iter().map(|m| m.id));
+        process::stop_blocking(&ids);
+        self.save(&State::default())
+    }
+
+    fn error(&self, what: impl std::fmt::Display) -> TargetError {
+        TargetError::new(format!("local target `{}`: {what}", self.name))
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn load(&self) -> Result<State, TargetError> {
+        State::load(&self.state_file()).map_err(|e| self.error("cannot read state.json").with_source(e))
+    }
+
+    fn save(&self, state: &State) -> Result<(), TargetError> {
+        state.save(&self.state_file()).map_err(|e| self.error("cannot write state.json").with_source(e))
+    }
+
+    /// Writes nginx's config for `state` and applies it; returns the workers from before.
+    async fn route(&self, state: &State) -> Result<Vec<i32>, TargetError> {
+        let live = |d: &Option<Deployed>| -> Vec<u16> {
+            d.iter()
+                .flat_map(|d| &d.replicas)
+                .filter(|r| r.process.is_some_and(|p| p.is_alive()))
+                .map(|r| r.port)
+                .collect()
+        };
+        let (stable, new) = (live(&state.stable), live(&state.new));
+        let public = match state.routing {
+            Routing::Stable => stable.iter().map(|&p| (p, 1)).collect(),
+            Routing::Weighted { percent } => nginx::weights(&stable, &new, percent),
+            Routing::Rolling { old } => stable.iter().take(old as usize).chain(&new).map(|&p| (p, 1)).collect(),
+        };
+        let config = self.nginx.render(&Upstreams { public, preview: new });
+        tracing::debug!(target = %self.name, "applying nginx config:\n{config}");
+        self.nginx.apply(&config).await.map_err(|e| {
+            let log = tail(&self.nginx.error_log(), LOG_LINES);
+            self.error(format!("nginx: {e}\n{}:\n{log}", self.nginx.error_log().display()))
+        })
+    }
+
+    /// Drains and stops the replicas in `state.retiring`, then forgets them. `old_workers`
+    /// are the nginx workers that may still be sending them requests.
+    async fn retire(&self, state: &mut State, old_workers: &[i32]) -> Result<(), TargetError> {
+        if state.retiring.is_empty() {
+            return Ok(());
+        }
+        self.nginx.drained(old_workers).await;
+        tokio::time::sleep(self.drain).await;
+        let ids: Vec<ProcessId> = state.retiring.iter().filter_map(|r| r.process).collect();
+        tracing::debug!(target = %self.name, "stopping drained replicas {ids:?}");
+        process::stop(&ids).await;
+        state.retiring.clear();
+        self.save(state)
+    }
+
+    /// Stops processes carrying this target's marker that belong to no replica in
+    /// `state`: left behind by a crash between spawning and recording.
+    async fn stop_strays(&self, state: &State) {
+        let known: Vec<i32> =
+            state.all_replicas().filter_map(|r| r.process).filter(ProcessId::is_alive).map(|p| p.pid).collect();
+        let strays: Vec<ProcessId> =
+            process::marked(&self.marker).into_iter().filter(|m| !known.contains(&m.session)).map(|m| m.id).collect();
+        if !strays.is_empty() {
+            tracing::debug!(target = %self.name, "stopping stray processes {strays:?}");
+            process::stop(&strays).await;
+        }
+    }
+
+    /// Brings the stable (`new == false`) or new version up to `count` live replicas,
+    /// recording each before spawning it, and waits until each accepts connections.
+    async fn scale_up(&self, state: &mut State, new: bool, count: u32) -> Result<(), TargetError> {
+        fn pick(s: &mut State, new: bool) -> Option<&mut Deployed> {
+            if new { s.new.as_mut() } else { s.stable.as_mut() }
+        }
+        let Some(deployed) = pick(state, new) else { return Ok(()) };
+        deployed.replicas.retain(|r| r.process.is_some_and(|p| p.is_alive()));
+        let missing = count.saturating_sub(u32::try_from(deployed.replicas.len()).unwrap_or(u32::MAX));
+        let (dir, label) = (deployed.dir.clone(), format!("{}", deployed.version));
+        std::fs::create_dir_all(self.dir.join("logs")).map_err(|e| self.error("cannot create logs/").with_source(e))?;
+        let mut started = Vec::new();
+        for _ in 0..missing {
+            let port = self.free_port(state)?;
+            let stem = dir.file_name().map_or_else(|| label.clone(), |n| n.to_string_lossy().into_owned());
+            let log = self.dir.join("logs").join(format!("{stem}-{port}.log"));
+            let replicas = &mut pick(state, new).expect("checked above").replicas;
+            replicas.push(Replica { port, log: log.clone(), process: None });
+            self.save(state)?;
+            let id = process::spawn(&self.command, &dir, port, &log, &self.marker).map_err(|e| {
+                self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e)
+            })?;
+            pick(state, new).expect("checked above").replicas.last_mut().expect("just pushed").process = Some(id);
+            self.save(state)?;
+            tracing::debug!(target = %self.name, "started {label} replica on port {port}: {id:?}");
+            started.push((id, port, log));
+        }
+        for (id, port, log) in started {
+            self.await_listening(id, port, &log, &label).await?;
+        }
+        Ok(())
+    }
+
+    async fn await_listening(&self, id: ProcessId, port: u16, log: &Path, label: &str) -> Result<(), TargetError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let fail = |why: String| {
+                self.error(format!(
+                    "replica of {label} on port {port} {why}; command: `{}`\nlast lines of {}:\n{}",
+                    self.command,
+                    log.display(),
+                    tail(log, LOG_LINES)
+                ))
+            };
+            if !id.is_alive() {
+                return Err(fail("exited before it listened".into()));
+            }
+            let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await
+                && id.is_alive()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!("did not accept connections within {START_TIMEOUT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A loopback port free now and used by no replica in `state`.
+    fn free_port(&self, state: &State) -> Result<u16, TargetError> {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| self.error("cannot find a free loopback port").with_source(e))?
+                .port();
+            let taken = state.all_replicas().any(|r| r.port == port)
+                || [self.listen.port(), self.preview.port()].contains(&port);
+            if !taken {
+                return Ok(port);
+            }
+        }
+        Err(self.error("cannot find a free loopback port"))
+    }
+
+    fn prune(&self, state: &State) {
+        let in_use: Vec<&Path> = [&state.stable, &state.new].into_iter().flatten().map(|d| d.dir.as_path()).collect();
+        if let Err(e) = release::prune(&self.dir.join("releases"), &in_use) {
+            tracing::debug!(target = %self.name, "pruning releases failed: {e}");
+        }
     }
 }
 
 impl Target for LocalTarget {
     fn replicas(&self) -> u32 {
-        1
+        self.replicas
     }
+
     fn public_url(&self) -> String {
-        String::new()
+        format!("http://{}", self.listen)
     }
+
     async fn observe(&mut self) -> Result<Live, TargetError> {
-        Err(TargetError::new("not built"))
+        let state = self.load()?;
+        let live = |d: &Option<Deployed>| {
+            d.as_ref().map(|d| LiveVersion {
+                version: d.version.clone(),
+                digest: d.digest.clone(),
+                replicas: u32::try_from(d.replicas.iter().filter(|r| r.process.is_some_and(|p| p.is_alive())).count())
+                    .unwrap_or(u32::MAX),
+            })
+        };
+        let (stable, new) = (live(&state.stable), live(&state.new));
+        let new_weight = match (state.routing, &new) {
+            (_, None) | (Routing::Stable, _) => 0,
+            (Routing::Weighted { percent }, _) => percent,
+            (Routing::Rolling { old }, Some(new)) => {
+                let total = u64::from(new.replicas) + u64::from(old.min(stable.as_ref().map_or(0, |s| s.replicas)));
+                u8::try_from((u64::from(new.replicas) * 100).checked_div(total).unwrap_or(0)).unwrap_or(100)
+            }
+        };
+        Ok(Live { stable, new, new_weight })
     }
-    async fn start_new(&mut self, _: &Release, _: u32) -> Result<String, TargetError> {
-        Err(TargetError::new("not built"))
+
+    async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
+        let mut state = self.load()?;
+        if let Some(new) = &state.new
+            && (new.version != release.version || new.digest != release.digest)
+        {
+            return Err(self
+                .error(format!("version {} is already being deployed", new.version))
+                .with_hint("roll it back first (`gantry rollback`)"));
+        }
+        self.stop_strays(&state).await;
+        let zip = release
+            .artifacts
+            .get(&self.artifact)
+            .ok_or_else(|| self.error(format!("release {} has no artifact `{}`", release.label(), self.artifact)))?;
+        let dir = release::folder(&self.dir.join("releases"), release);
+        release::unpack(zip, &dir).map_err(|e| self.error(e))?;
+        if state.new.is_none() {
+            state.new = Some(Deployed {
+                version: release.version.clone(),
+                digest: release.digest.clone(),
+                dir,
+                replicas: Vec::new(),
+            });
+            self.save(&state)?;
+        }
+        self.scale_up(&mut state, true, replicas).await?;
+        self.route(&state).await?;
+        Ok(self.preview_url())
     }
-    async fn shift(&mut self, _: u8) -> Result<(), TargetError> {
-        Err(TargetError::new("not built"))
+
+    async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
+        let mut state = self.load()?;
+        if state.new.is_none() {
+            return Err(self.error("no new version to shift traffic to"));
+        }
+        state.routing = Routing::Weighted { percent: percent.min(100) };
+        self.save(&state)?;
+        self.route(&state).await.map(drop)
     }
-    async fn replace(&mut self, _: u32) -> Result<(), TargetError> {
-        Err(TargetError::new("not built"))
+
+    async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
+        let mut state = self.load()?;
+        if state.new.is_none() {
+            return Err(self.error("no new version to replace the stable one with"));
+        }
+        state.routing = Routing::Rolling { old };
+        if let Some(stable) = state.stable.as_mut() {
+            stable.replicas.retain(|r| r.process.is_some_and(|p| p.is_alive()));
+            let beyond = stable.replicas.split_off(stable.replicas.len().min(old as usize));
+            state.retiring.extend(beyond);
+        }
+        self.save(&state)?;
+        let old_workers = self.route(&state).await?;
+        self.retire(&mut state, &old_workers).await
     }
+
     async fn retire_old(&mut self) -> Result<(), TargetError> {
-        Err(TargetError::new("not built"))
+        let mut state = self.load()?;
+        if let Some(new) = state.new.take() {
+            if let Some(stable) = state.stable.take() {
+                state.retiring.extend(stable.replicas);
+            }
+            state.stable = Some(new);
+            state.routing = Routing::Stable;
+            self.save(&state)?;
+        }
+        let old_workers = self.route(&state).await?;
+        self.retire(&mut state, &old_workers).await?;
+        self.stop_strays(&state).await;
+        self.prune(&state);
+        Ok(())
     }
+
     async fn rollback(&mut self) -> Result<(), TargetError> {
-        Err(TargetError::new("not built"))
+        let mut state = self.load()?;
+        self.stop_strays(&state).await;
+        if state.stable.is_none() && state.new.is_none() && state.retiring.is_empty() && self.nginx.master().is_none() {
+            return Ok(());
+        }
+        self.scale_up(&mut state, false, self.replicas).await?;
+        if let Some(new) = state.new.take() {
+            state.retiring.extend(new.replicas);
+        }
+        state.routing = Routing::Stable;
+        self.save(&state)?;
+        let old_workers = self.route(&state).await?;
+        self.retire(&mut state, &old_workers).await?;
+        self.prune(&state);
+        Ok(())
     }
+}
+
+/// Parses a loopback `IP:PORT`.
+fn loopback(addr: &str) -> Result<SocketAddr, String> {
+    let parsed: SocketAddr = addr.parse().map_err(|_| format!("`{addr}` is not an address like 127.0.0.1:8080"))?;
+    if parsed.ip().is_loopback() {
+        Ok(parsed)
+    } else {
+        Err(format!("`{addr}` is not a loopback address; the local target listens on 127.0.0.1 only"))
+    }
+}
+
+/// The last `n` lines of a file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
