@@ -38,7 +38,9 @@ impl<'p> DeployReporter<'p> {
 
     pub fn event(&self, event: &Event) {
         if self.printer.format == OutputFormat::Json {
-            self.printer.json_line(&serde_json::to_value(event).expect("events serialize"));
+            let mut line = serde_json::to_value(event).expect("events serialize");
+            line["time"] = serde_json::json!(crate::state::record::now());
+            self.printer.json_line(&line);
             return;
         }
         let mut live = self.state.lock().expect("reporter state");
