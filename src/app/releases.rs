@@ -78,16 +78,19 @@ pub fn store(loaded: &config::Loaded, dist: &Path) -> Result<Release, Error> {
     let (manifest, digest) = read_manifest(dist)?;
     let dir = root(loaded).join(format!("{}-{}", dir_version(&manifest.version), &digest[..12]));
     if !dir.join(MANIFEST_FILE).exists() {
-        let tmp = dir.with_extension("partial");
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(|e| io("create", &tmp, e))?;
-        for a in &manifest.artifacts {
-            fs::copy(dist.join(&a.file), tmp.join(&a.file)).map_err(|e| io("copy", &dist.join(&a.file), e))?;
+        // Several deploys may store the same release at once: each fills its own temp
+        // folder, and the first rename wins; the others find the release there.
+        let root = root(loaded);
+        fs::create_dir_all(&root).map_err(|e| io("create", &root, e))?;
+        let tmp = tempfile::Builder::new().prefix(".partial-").tempdir_in(&root).map_err(|e| io("create", &root, e))?;
+        for file in manifest.artifacts.iter().map(|a| a.file.as_str()).chain([MANIFEST_FILE]) {
+            fs::copy(dist.join(file), tmp.path().join(file)).map_err(|e| io("copy", &dist.join(file), e))?;
         }
-        fs::copy(dist.join(MANIFEST_FILE), tmp.join(MANIFEST_FILE))
-            .map_err(|e| io("copy", &dist.join(MANIFEST_FILE), e))?;
-        let _ = fs::remove_dir_all(&dir);
-        fs::rename(&tmp, &dir).map_err(|e| io("create", &dir, e))?;
+        if let Err(e) = fs::rename(tmp.path(), &dir)
+            && !dir.join(MANIFEST_FILE).exists()
+        {
+            return Err(io("create", &dir, e));
+        }
     }
     open(&dir)
 }

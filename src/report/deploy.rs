@@ -87,7 +87,7 @@ impl<'p> DeployReporter<'p> {
                 }
             }
             Event::Recovering { target, deployment, phase, action } => {
-                let at = phase.as_deref().map(|p| format!(" during `{p}`")).unwrap_or_default();
+                let at = phase.as_deref().map(|p| format!(" at phase `{p}`")).unwrap_or_default();
                 self.line("Recovering", format!("{target}: deployment {deployment} was left unfinished{at}: {action}"));
             }
             Event::Finished { target, result, elapsed_ms, health_ms, .. } => {

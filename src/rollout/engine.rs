@@ -209,8 +209,8 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
             }
         } else {
             let reason = format!(
-                "an earlier gantry process stopped during {} (pid {} on {})",
-                phase.map_or_else(|| "its start".to_owned(), |p| format!("phase `{p}`")),
+                "an earlier gantry process stopped {} (pid {} on {})",
+                where_stopped(record),
                 record.pid,
                 record.host
             );
@@ -412,6 +412,8 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
             Step::Bake { duration } => *duration + self.phase_deadline,
             _ => self.phase_deadline,
         };
+        // Saved before it is announced: whoever sees the event can rely on the ledger.
+        self.save(record).await?;
         (self.emit)(Event::PhaseStarted {
             target: record.target.clone(),
             index,
@@ -419,7 +421,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
             detail: step.describe(),
             deadline_ms: deadline.as_millis() as u64,
         });
-        self.save(record).await
+        Ok(())
     }
 
     async fn end(
@@ -492,6 +494,15 @@ where
             "the target did not finish within the phase deadline ({})",
             humantime::format_duration(phase_deadline)
         )),
+    }
+}
+
+/// `during phase `bake``, or `after phase `shift`` when that phase had finished.
+fn where_stopped(record: &Deployment) -> String {
+    match record.current_phase() {
+        Some(p) if p.ok.is_some() => format!("after phase `{}`", p.name),
+        Some(p) => format!("during phase `{}`", p.name),
+        None => "before its first phase".into(),
     }
 }
 

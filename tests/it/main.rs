@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod deploy;
 mod image;
 mod local;
 mod package;
