@@ -171,6 +171,7 @@ pub async fn rollback(
 ) -> Result<(), Error> {
     let ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;
     let lock = ctx.store.lock("rollback", &user(), lease(), Duration::ZERO).await.map_err(DeployError::from)?;
+    warn_taken_over(&lock, printer);
     let result = async {
         recover(&ctx, printer).await?;
         let records = ctx.store.list().await.map_err(DeployError::from)?;
@@ -198,6 +199,13 @@ pub async fn rollback(
     .await;
     let _ = lock.release().await;
     result
+}
+
+fn warn_taken_over(lock: &state::Lock, printer: &Printer) {
+    if let Some(old) = &lock.taken_over {
+        let why = if old.is_dead_here() { "its process is gone" } else { "its lease ran out" };
+        printer.warn(format!("took over the environment lock from {old}: {why}"));
+    }
 }
 
 /// With the lock held: recover, then deploy `release` to every target in order.

@@ -241,7 +241,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                     let url = self.target.public_url();
                     self.gate(&target_name, &phase, url, Mode::UntilHealthy, deadline).await
                 }
-                Step::Bake { duration } => {
+                Step::Bake { duration } | Step::KeepPrevious { duration } => {
                     let url = self.target.public_url();
                     self.gate(&target_name, &phase, url, Mode::Watch(*duration), deadline + *duration).await
                 }
@@ -409,7 +409,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
             note: None,
         });
         let deadline = match step {
-            Step::Bake { duration } => *duration + self.phase_deadline,
+            Step::Bake { duration } | Step::KeepPrevious { duration } => *duration + self.phase_deadline,
             _ => self.phase_deadline,
         };
         // Saved before it is announced: whoever sees the event can rely on the ledger.

@@ -398,3 +398,64 @@ async fn rolling_replaces_batch_by_batch_and_rolls_back_to_full_count() {
     assert!(matches!(run.outcome, Outcome::RolledBack { .. }));
     assert_back_on_old(&world);
 }
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_keeps_blue_warm_and_switches_back_when_green_sickens_in_that_window() {
+    let world = world();
+    let strategy = StrategyConfig {
+        kind: StrategyKind::BlueGreen,
+        bake: Some(CfgDuration::from_secs(5)),
+        keep_previous: Some(CfgDuration::from_secs(60)),
+        ..StrategyConfig::default()
+    };
+    let steps = plan::steps(&strategy, 2);
+    // Green turns sick 20 s after taking traffic: after the bake and verify, inside the keep window.
+    let sicken = Rc::clone(&world);
+    let (tx, rx) = watch::channel(false);
+    let events = RefCell::new(Vec::new());
+    let emit = |e: Event| {
+        if let Event::PhaseStarted { phase, .. } = &e
+            && phase == "keep-previous"
+        {
+            let w = Rc::clone(&sicken);
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                w.borrow_mut().new_unhealthy_from = Some(1);
+            });
+        }
+        events.borrow_mut().push(e);
+    };
+    let local = tokio::task::LocalSet::new();
+    let outcome = local
+        .run_until(async {
+            let mut target = Fake(Rc::clone(&world));
+            let probe = WorldProbe(Rc::clone(&world));
+            let mut journal = Memory::default();
+            let checks = checks();
+            let new = release("2.0.0");
+            let mut record = new_record(
+                "dev",
+                "web",
+                Kind::Deploy,
+                &new,
+                Some(ReleaseRef::from(&release("1.0.0"))),
+                "blue-green",
+                "t",
+            );
+            let mut engine = Engine {
+                target: &mut target,
+                probe: &probe,
+                journal: &mut journal,
+                checks: &checks,
+                phase_deadline: Duration::from_secs(60),
+                cancel: Cancel::new(rx),
+                emit: &emit,
+            };
+            engine.run(&mut record, &new, &steps).await
+        })
+        .await;
+    drop(tx);
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert!(!world.borrow().calls.contains(&"retire_old".to_owned()), "blue was never stopped");
+    assert_back_on_old(&world);
+}

@@ -30,6 +30,12 @@ pub enum Step {
     },
     /// Health-gate what users reach until it is healthy.
     GateLive,
+    /// Blue-green: keep the old version running (and instant to switch back to) this long,
+    /// watching health, before it is retired.
+    KeepPrevious {
+        #[serde(with = "humantime_serde_secs")]
+        duration: Duration,
+    },
     /// Check that all user traffic goes to the release, as the platform reports it.
     Verify,
     /// The new version becomes the stable one: drain and stop the old one.
@@ -46,6 +52,7 @@ impl Step {
             Self::Replace { .. } => "replace",
             Self::Bake { .. } => "bake",
             Self::GateLive => "gate-live",
+            Self::KeepPrevious { .. } => "keep-previous",
             Self::Verify => "verify",
             Self::RetireOld => "retire-old",
         }
@@ -64,6 +71,10 @@ impl Step {
                 format!("bake for {}: watch health of the live endpoint", humantime::format_duration(*duration))
             }
             Self::GateLive => "health-gate the live endpoint".into(),
+            Self::KeepPrevious { duration } => format!(
+                "keep the old version warm for {} while watching health; switch back at once on failure",
+                humantime::format_duration(*duration)
+            ),
             Self::Verify => "verify that all user traffic goes to the release".into(),
             Self::RetireOld => "retire the old version (drain, then stop)".into(),
         }
@@ -71,7 +82,7 @@ impl Step {
 
     /// Whether the step is a health window whose length the user configured (not engine overhead).
     pub fn is_health_window(&self) -> bool {
-        matches!(self, Self::GateNew | Self::GateLive | Self::Bake { .. })
+        matches!(self, Self::GateNew | Self::GateLive | Self::Bake { .. } | Self::KeepPrevious { .. })
     }
 }
 
@@ -109,7 +120,13 @@ pub fn steps(strategy: &StrategyConfig, replicas: u32) -> Vec<Step> {
             steps.push(Step::GateLive);
         }
     }
-    steps.extend([Step::Verify, Step::RetireOld]);
+    steps.push(Step::Verify);
+    if strategy.kind == StrategyKind::BlueGreen
+        && let Some(duration) = strategy.keep_previous.map(|d| d.get()).filter(|d| !d.is_zero())
+    {
+        steps.push(Step::KeepPrevious { duration });
+    }
+    steps.push(Step::RetireOld);
     steps
 }
 
@@ -182,6 +199,7 @@ mod tests {
                 Step::Shift { percent } => format!("shift:{percent}"),
                 Step::Replace { old } => format!("replace:{old}"),
                 Step::Bake { duration } => format!("bake:{}", duration.as_secs()),
+                Step::KeepPrevious { duration } => format!("keep-previous:{}", duration.as_secs()),
                 other => other.phase().to_owned(),
             })
             .collect()

@@ -263,3 +263,36 @@ fn rand_u64() -> u64 {
     h.write_u32(std::process::id());
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_the_lease_alive_until_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Folder(local::Folder::new(dir.path().to_path_buf()));
+        let lease = Duration::from_millis(300);
+        let lock = store.lock("deploy 1", "t", lease, Duration::ZERO).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let holder = store.read_lock().await.unwrap().unwrap();
+        assert!(holder.expires_ms > now_ms(), "renewed past three leases");
+        let mut other = Holder::new("deploy 2", "t", lease);
+        other.host = "elsewhere".into();
+        assert!(matches!(store.acquire(&other).await, Err(LockError::Held(_))));
+        lock.release().await.unwrap();
+        assert!(store.read_lock().await.unwrap().is_none());
+        // --wait-lock: a second deploy waits for the first to finish.
+        let first = store.lock("deploy 1", "t", lease, Duration::ZERO).await.unwrap();
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.lock("deploy 2", "t", lease, Duration::from_secs(10)).await.map(|l| l.taken_over.clone())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiter.is_finished(), "it waits while the lock is held");
+        first.release().await.unwrap();
+        assert!(waiter.await.unwrap().unwrap().is_none(), "taken after release, not over");
+    }
+}
