@@ -5,6 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+const DEPLOY_HELP: &str = "\
+Examples:
+  gantry --env dev deploy                    # package the working tree and deploy it
+  gantry --env dev deploy --version 1.4.0    # a release packaged before
+  gantry --env dev --output json deploy      # one JSON event per line, for scripts
+
+Each target runs its strategy (see `gantry --env dev plan`): the new version is health-gated
+on its own endpoint before any user traffic, traffic moves by the strategy's steps with a bake
+at each, and success is reported only once the platform shows all traffic on the release.
+A failed gate rolls back at once (exit 3); a failed rollback exits 4 with what to do by hand;
+another deployment holding the environment exits 6 (or wait with --wait-lock). Ctrl-C once
+rolls back the step in progress (exit 130); twice quits at once.";
+
 const AFTER_HELP: &str = "\
 Configuration is read from gantry.toml in the current directory or the nearest parent
 (or --config). Settings resolve as: command-line flag > GANTRY_* environment variable >
@@ -83,8 +96,12 @@ pub enum Command {
     /// Reject the pending manual approval of the environment's pipeline
     Reject(ApprovalArgs),
     /// Cut the environment's targets over to a release, health-gated, rolling back on failure
+    #[command(after_help = DEPLOY_HELP)]
     Deploy(DeployArgs),
     /// Go back to the previous good release (or --to VERSION), health-gated
+    #[command(
+        after_help = "Examples:\n  gantry --env dev rollback              # the good release before what is live\n  gantry --env dev rollback --to 1.4.0   # a release deployed from this machine before\n\nIt takes the fast path (start, gate, switch, verify, retire), gated on health like any\ndeploy. Exit codes: 0 ok, 3 that release failed its health gate and what was live is\nrestored, 4 manual action needed, 6 locked."
+    )]
     Rollback(RollbackArgs),
     /// Cut a new version: tag, changelog, GitHub release, then publish to production
     Release(ReleaseArgs),

@@ -63,7 +63,11 @@ impl<'p> DeployReporter<'p> {
             }
             Event::Health { ok, detail, streak, needed, url, .. } => {
                 let mark = if *ok { "healthy" } else { "failing" };
-                live.health = format!("{mark} {streak}/{needed}");
+                live.health = if *streak <= *needed {
+                    format!("{mark} {streak}/{needed}")
+                } else {
+                    format!("{mark}, {streak} in a row")
+                };
                 if !*ok && !self.printer.progress() {
                     self.printer.warn(format!("{url}: {detail} ({streak}/{needed} failures)"));
                 } else if !*ok {
