@@ -17,6 +17,11 @@ struct Project {
 
 impl Project {
     fn new(strategy: &str) -> Self {
+        Self::with(strategy, "", "")
+    }
+
+    /// `extra` is appended to gantry.toml; `env_extra` goes under [environments.dev].
+    fn with(strategy: &str, extra: &str, env_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/app");
         copy_dir(&app, &dir.path().join("app"));
@@ -28,7 +33,8 @@ impl Project {
              local = {{ artifact = \"app\", command = \"python3 server.py\", replicas = 2, listen = \"127.0.0.1:{port}\", \
              preview = \"127.0.0.1:{preview}\", drain = \"200ms\" }}\n\n[[targets.web.health]]\nurl = \"{{url}}/healthz\"\n\
              interval = \"250ms\"\ntimeout = \"200ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n\n\
-             [environments.dev]\ntargets = [\"web\"]\n"
+             {extra}\n[environments.dev]\ntargets = [\"web\"{}]\n{env_extra}\n",
+            if extra.is_empty() { "" } else { ", \"api\"" }
         );
         std::fs::write(dir.path().join("gantry.toml"), config).unwrap();
         Self { dir, port }
@@ -253,4 +259,100 @@ fn ctrl_c_rolls_back_the_phase_in_progress_and_exits_130() {
     assert_eq!(history[0]["state"], "rolled-back");
     assert_eq!(history[0]["reason"], "interrupted during phase `bake`");
     assert!(p.json(&["status"])["lock"].is_null(), "the lock is released");
+}
+
+/// A second target on its own ports whose health demands version 1.0.0: any other release
+/// fails there after the first target has already moved.
+fn api_target() -> (String, u16) {
+    let (port, preview) = (free_port(), free_port());
+    let toml = format!(
+        "[targets.api]\nkind = \"local\"\nstrategy = {{ type = \"blue-green\" }}\n\
+         local = {{ artifact = \"app\", command = \"python3 server.py\", replicas = 1, listen = \"127.0.0.1:{port}\", \
+         preview = \"127.0.0.1:{preview}\", drain = \"200ms\" }}\n\n[[targets.api.health]]\nurl = \"{{url}}/version\"\n\
+         interval = \"250ms\"\ntimeout = \"200ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n\
+         json = {{ pointer = \"/version\", equals = \"1.0.0\" }}\n"
+    );
+    (toml, port)
+}
+
+#[test]
+fn when_a_later_target_fails_the_targets_already_moved_go_back_too() {
+    let (api, api_port) = api_target();
+    let p = Project::with("{ type = \"blue-green\" }", &api, "");
+    let api_guard = ApiDown { dir: p.path().to_path_buf(), port: api_port };
+    p.package("1.0.0", &[]);
+    p.deploy("1.0.0").success();
+    p.assert_live("1.0.0");
+    p.package("2.0.0", &[]);
+    let failed = p.deploy("2.0.0").code(3);
+    let err = stderr(&failed);
+    assert!(err.contains("target `api`") && err.contains("/version is \"2.0.0\""), "{err}");
+    p.assert_live("1.0.0");
+    let history = p.json(&["history"]);
+    let rows: Vec<(String, String, String, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|d| {
+            let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+            (s("target"), s("kind"), d["release"]["version"].as_str().unwrap().to_owned(), s("state"))
+        })
+        .collect();
+    let expect = [
+        ("web", "rollback", "1.0.0", "succeeded"),
+        ("api", "deploy", "2.0.0", "rolled-back"),
+        ("web", "deploy", "2.0.0", "succeeded"),
+    ];
+    assert_eq!(rows, expect.map(|(a, b, c, d)| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned())));
+    drop(api_guard);
+}
+
+struct ApiDown {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for ApiDown {
+    fn drop(&mut self) {
+        let toml = format!("artifact = \"app\"\ncommand = \"true\"\nlisten = \"127.0.0.1:{}\"\n", self.port);
+        let cfg: gantry::config::LocalTarget = toml::from_str(&toml).unwrap();
+        if let Ok(mut t) = gantry::targets::local::LocalTarget::new("api", &cfg, self.dir.join(".gantry/local/dev/api"))
+        {
+            let _ = t.down();
+        }
+    }
+}
+
+#[test]
+fn the_ledger_can_live_in_s3_in_the_same_format() {
+    let s = crate::services::services();
+    let bucket = crate::services::unique("ledger");
+    let aws = |args: &[&str]| {
+        let out = Command::new(&s.aws_cli).args(args).envs(crate::services::aws_env(s)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    aws(&["s3api", "create-bucket", "--bucket", &bucket]);
+    let p = Project::with("{ type = \"all-at-once\" }", "", &format!("state = \"s3://{bucket}/gantry/dev\""));
+    p.package("1.0.0", &[]);
+    gantry(p.path())
+        .args(["--env", "dev", "deploy", "--version", "1.0.0"])
+        .envs(crate::services::aws_env(s))
+        .assert()
+        .success();
+    p.assert_live("1.0.0");
+    let listed = aws(&["s3api", "list-objects-v2", "--bucket", &bucket, "--prefix", "gantry/dev/"]);
+    let listing: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let keys: Vec<&str> = listing["Contents"].as_array().unwrap().iter().map(|o| o["Key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 1, "one record and no lock left behind: {keys:?}");
+    assert!(keys[0].starts_with("gantry/dev/deployments/") && keys[0].ends_with(".json"), "{keys:?}");
+    let out = gantry(p.path())
+        .args(["--env", "dev", "--output", "json", "history"])
+        .envs(crate::services::aws_env(s))
+        .assert()
+        .success();
+    let history: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(history[0]["state"], "succeeded");
+    assert_eq!(history[0]["strategy"], "all-at-once");
 }
