@@ -52,19 +52,9 @@ impl Project {
         gantry(self.path()).args(["--env", "dev", "deploy", "--version", version]).assert()
     }
 
-    /// The version users get, asked `n` times.
+    /// The version users get, asked `n` times (one plain HTTP/1.0 request each).
     fn versions(&self, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| {
-                let out = Command::new("curl")
-                    .args(["-s", "--max-time", "2", &format!("http://127.0.0.1:{}/version", self.port)])
-                    .output()
-                    .unwrap();
-                serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
-                    .unwrap_or_else(|_| format!("no answer: {}", String::from_utf8_lossy(&out.stdout)))
-            })
-            .collect()
+        (0..n).map(|_| get_version(self.port)).collect()
     }
 
     fn assert_live(&self, version: &str) {
@@ -89,6 +79,28 @@ impl Drop for Project {
         if let Ok(mut t) = gantry::targets::local::LocalTarget::new("web", &cfg, self.state_dir()) {
             let _ = t.down();
         }
+    }
+}
+
+fn get_version(port: u16) -> String {
+    use std::io::{Read, Write};
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        stream.write_all(b"GET /version HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match attempt() {
+        Ok(response) => {
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["version"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("bad answer: {response}"))
+        }
+        Err(e) => format!("no answer: {e}"),
     }
 }
 
