@@ -319,3 +319,45 @@ fn addresses_must_be_loopback() {
     let err = LocalTarget::new("web", &bad, dir.path().to_owned()).err().unwrap().to_string();
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+/// Not run by default (it loads the machine): `cargo test --test it local::load -- --ignored
+/// --nocapture`. wrk drives the public address through each cutover and must see no
+/// socket errors and no non-2xx answers.
+#[tokio::test]
+#[ignore = "load test: run by hand, needs wrk"]
+async fn load_during_cutovers_gives_no_errors() {
+    let mut t = Local::new(4, "python3 server.py");
+    t.first("1.0.0").await;
+    for (version, strategy) in [("2.0.0", "blue-green"), ("3.0.0", "canary"), ("4.0.0", "rolling")] {
+        let wrk = std::process::Command::new("wrk")
+            .args(["-t2", "-c8", "-d6s", &format!("{}/", t.public_url())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("wrk is installed");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let release = t.release(version);
+        match strategy {
+            "blue-green" => {
+                t.start_new(&release, 4).await.unwrap();
+                t.shift(100).await.unwrap();
+            }
+            "canary" => {
+                t.start_new(&release, 4).await.unwrap();
+                for step in [10, 50, 100] {
+                    t.shift(step).await.unwrap();
+                }
+            }
+            _ => {
+                for k in 1..=2 {
+                    t.start_new(&release, k * 2).await.unwrap();
+                    t.replace(4 - k * 2).await.unwrap();
+                }
+            }
+        }
+        t.retire_old().await.unwrap();
+        let out = wrk.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        println!("{strategy}:\n{report}");
+        assert!(!report.contains("Socket errors") && !report.contains("Non-2xx"), "{strategy}: {report}");
+    }
+}
