@@ -282,6 +282,56 @@ async fn a_new_process_on_the_same_state_dir_observes_and_rolls_back() {
     assert!(t.processes_of("2.0.0").is_empty());
 }
 
+/// A deployment cut off at an await point (as by kill -9: its replicas live on in their
+/// own sessions) is converged by a fresh target on the same state dir. The cut lands
+/// anywhere from before the first step to after the last; every place must converge.
+#[tokio::test]
+async fn an_operation_cut_off_anywhere_is_converged_by_a_new_process() {
+    let mut t = Local::new(2, "python3 server.py");
+    t.first("1.0.0").await;
+    let release = t.release("2.0.0");
+    for cut_ms in [0, 5, 20, 50, 100, 200, 400] {
+        let cut = std::time::Duration::from_millis(cut_ms);
+        let mut doomed = t.reopen(2);
+        let deploy = async {
+            doomed.start_new(&release, 2).await.unwrap();
+            doomed.shift(50).await.unwrap();
+            doomed.rollback().await.unwrap();
+        };
+        let _ = tokio::time::timeout(cut, deploy).await;
+        drop(doomed);
+        let mut after_crash = t.reopen(2);
+        after_crash.observe().await.unwrap();
+        after_crash.rollback().await.unwrap();
+        t.assert_only("1.0.0").await;
+        assert!(t.processes_of("2.0.0").is_empty(), "new replicas left after a cut at {cut_ms}ms");
+    }
+
+    // Cut during a whole blue-green deploy: the recovery keeps whichever version the
+    // state names as stable, at full count, and nothing of the other.
+    for cut_ms in [100, 300, 600, 900, 1200] {
+        let cut = std::time::Duration::from_millis(cut_ms);
+        let mut doomed = t.reopen(2);
+        let deploy = async {
+            doomed.start_new(&release, 2).await.unwrap();
+            doomed.shift(100).await.unwrap();
+            doomed.retire_old().await.unwrap();
+        };
+        let _ = tokio::time::timeout(cut, deploy).await;
+        drop(doomed);
+        let mut after_crash = t.reopen(2);
+        let before = after_crash.observe().await.unwrap();
+        after_crash.rollback().await.unwrap();
+        let kept = before.stable.expect("a stable version").version.to_string();
+        let other = if kept == "1.0.0" { "2.0.0" } else { "1.0.0" };
+        t.assert_only(&kept).await;
+        assert!(t.processes_of(other).is_empty(), "{other} left after a cut at {cut_ms}ms");
+        if kept == "2.0.0" {
+            t.first("1.0.0").await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_replica_that_exits_at_once_fails_with_its_log() {
     let mut t = Local::new(2, "echo 'boom: no such module' >&2; exit 3");

@@ -312,7 +312,9 @@ impl Target for LocalTarget {
             self.save(&state)?;
         }
         self.scale_up(&mut state, true, replicas).await?;
-        self.route(&state).await?;
+        let old_workers = self.route(&state).await?;
+        // Replicas a crashed operation left retiring are stopped now, after their drain.
+        self.retire(&mut state, &old_workers).await?;
         Ok(self.preview_url())
     }
 
@@ -323,7 +325,8 @@ impl Target for LocalTarget {
         }
         state.routing = Routing::Weighted { percent: percent.min(100) };
         self.save(&state)?;
-        self.route(&state).await.map(drop)
+        let old_workers = self.route(&state).await?;
+        self.retire(&mut state, &old_workers).await
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {

@@ -10,7 +10,8 @@ pub const KEEP: usize = 3;
 
 /// The folder `release` runs from, under `releases`.
 pub fn folder(releases: &Path, release: &Release) -> PathBuf {
-    let digest: String = release.digest.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    let digest = release.digest.trim_start_matches("sha256:");
+    let digest: String = digest.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
     releases.join(format!("{}-{digest}", release.version))
 }
 
