@@ -168,6 +168,13 @@ async fn blue_green_switches_users_to_the_new_version_and_stops_the_old() {
     // Idempotent: again is a no-op.
     t.retire_old().await.unwrap();
     t.assert_only("2.0.0").await;
+
+    // down stops nginx and every replica.
+    let v2 = t.processes_of("2.0.0");
+    t.down().unwrap();
+    assert!(gone(&v2), "replicas still running after down: {v2:?}");
+    assert!(reqwest::get(t.public_url()).await.is_err(), "nginx still answers after down");
+    assert_eq!(t.observe().await.unwrap(), gantry::targets::Live::default());
 }
 
 #[tokio::test]
