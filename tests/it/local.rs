@@ -353,6 +353,21 @@ async fn a_replica_that_exits_at_once_fails_with_its_log() {
     assert_eq!(t.observe().await.unwrap().new, None);
 }
 
+/// The first attempt loses its port to another process (its own session, like any
+/// stranger) and exits; the replica is started again on another port.
+#[tokio::test]
+async fn a_replica_whose_port_was_taken_starts_again_on_another() {
+    let steal = "setsid python3 -m http.server $PORT --bind 127.0.0.1 >/dev/null 2>&1 & \
+                 until python3 -c \"import socket; socket.create_connection(('127.0.0.1', $PORT))\" 2>/dev/null; \
+                 do sleep 0.05; done; exit 1";
+    let mut t = Local::new(1, &format!("if [ -e tried ]; then exec python3 server.py; else touch tried; {steal}; fi"));
+    let release = t.release("1.0.0");
+    let preview = t.start_new(&release, 1).await.unwrap();
+    assert_eq!(versions(&preview, 5).await, BTreeMap::from([("1.0.0".to_owned(), 5)]));
+    let logs = std::fs::read_dir(t.dir.path().join("state/logs")).unwrap().count();
+    assert_eq!(logs, 2, "one log per attempt");
+}
+
 #[tokio::test]
 async fn a_config_nginx_rejects_is_never_applied() {
     let dir = tempfile::tempdir().unwrap();
