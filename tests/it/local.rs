@@ -340,6 +340,28 @@ async fn an_operation_cut_off_anywhere_is_converged_by_a_new_process() {
 }
 
 #[tokio::test]
+async fn old_releases_and_their_logs_are_pruned() {
+    let mut t = Local::new(1, "python3 server.py");
+    for version in ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"] {
+        t.first(version).await;
+    }
+    t.assert_only("5.0.0").await;
+    let names = |folder: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(t.dir.path().join("state").join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let releases = names("releases");
+    assert_eq!(releases.len(), 3, "{releases:?}");
+    assert!(releases.iter().all(|r| ["3.0.0-", "4.0.0-", "5.0.0-"].iter().any(|v| r.starts_with(v))), "{releases:?}");
+    let logs = names("logs");
+    assert!(logs.iter().all(|l| releases.iter().any(|r| l.starts_with(r.as_str()))), "{logs:?}");
+}
+
+#[tokio::test]
 async fn a_replica_that_exits_at_once_fails_with_its_log() {
     let mut t = Local::new(2, "echo 'boom: no such module' >&2; exit 3");
     let release = t.release("1.0.0");

@@ -278,8 +278,17 @@ impl LocalTarget {
 
     fn prune(&self, state: &State) {
         let in_use: Vec<&Path> = [&state.stable, &state.new].into_iter().flatten().map(|d| d.dir.as_path()).collect();
-        if let Err(e) = release::prune(&self.dir.join("releases"), &in_use) {
-            tracing::debug!(target = %self.name, "pruning releases failed: {e}");
+        match release::prune(&self.dir.join("releases"), &in_use) {
+            // A removed release's replica logs go with it: they are named `FOLDER-PORT.log`.
+            Ok(removed) => {
+                let logs = std::fs::read_dir(self.dir.join("logs")).into_iter().flatten().flatten();
+                for log in logs
+                    .filter(|l| removed.iter().any(|r| l.file_name().to_string_lossy().starts_with(&format!("{r}-"))))
+                {
+                    let _ = std::fs::remove_file(log.path());
+                }
+            }
+            Err(e) => tracing::debug!(target = %self.name, "pruning releases failed: {e}"),
         }
     }
 }
