@@ -406,6 +406,21 @@ async fn a_config_nginx_rejects_is_never_applied() {
     assert!(!t.dir.path().join("state/nginx/nginx.conf").exists(), "the rejected config replaced nothing");
 }
 
+#[tokio::test]
+async fn a_public_address_in_use_fails_with_a_hint() {
+    let mut t = Local::new(1, "python3 server.py");
+    let squatter = std::net::TcpListener::bind(t.public_url().trim_start_matches("http://")).unwrap();
+    let release = t.release("1.0.0");
+    let err = t.start_new(&release, 1).await.unwrap_err();
+    assert!(err.message.contains("nginx did not start"), "{err}");
+    assert!(err.message.contains("Address already in use"), "{err}");
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("another process listens")), "{err:?}");
+    drop(squatter);
+    // Once the address is free, the same call converges.
+    t.start_new(&release, 1).await.unwrap();
+    assert_eq!(t.observe().await.unwrap().new.map(|n| n.replicas), Some(1));
+}
+
 #[test]
 fn addresses_must_be_loopback() {
     let dir = tempfile::tempdir().unwrap();

@@ -142,7 +142,15 @@ impl LocalTarget {
         tracing::debug!(target = %self.name, "applying nginx config:\n{config}");
         self.nginx.apply(&config).await.map_err(|e| {
             let log = tail(&self.nginx.error_log(), LOG_LINES);
-            self.error(format!("nginx: {e}\n{}:\n{log}", self.nginx.error_log().display()))
+            let error = self.error(format!("nginx: {e}\n{}:\n{log}", self.nginx.error_log().display()));
+            if e.contains("Address already in use") {
+                error.with_hint(format!(
+                    "another process listens on {} or {}: stop it, or set `listen` and `preview` to free ports",
+                    self.listen, self.preview
+                ))
+            } else {
+                error
+            }
         })
     }
 
