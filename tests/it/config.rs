@@ -77,6 +77,9 @@ fn the_full_example_loads_with_overrides_and_env_overrides() {
     assert_eq!(prd.region.as_ref().unwrap().as_str(), "eu-central-1");
     let slot = cfg.targets[&name("azure-app")].appservice.as_ref().unwrap().slot.as_deref();
     assert_eq!(slot, Some("blue"), "`_` in a variable matches `-` in a key");
+    let local = cfg.targets[&name("web")].local.as_ref().unwrap();
+    assert_eq!(local.preview.as_deref(), Some("127.0.0.1:9090"));
+    assert_eq!(local.drain.map(|d| d.get()), Some(std::time::Duration::from_millis(250)));
     let batch = cfg.targets[&name("k8s")].strategy.batch.unwrap();
     assert_eq!(batch, config::BatchSize::Percent(config::Percent::new(50).unwrap()));
 

@@ -168,6 +168,13 @@ async fn blue_green_switches_users_to_the_new_version_and_stops_the_old() {
     // Idempotent: again is a no-op.
     t.retire_old().await.unwrap();
     t.assert_only("2.0.0").await;
+
+    // down stops nginx and every replica.
+    let v2 = t.processes_of("2.0.0");
+    t.down().unwrap();
+    assert!(gone(&v2), "replicas still running after down: {v2:?}");
+    assert!(reqwest::get(t.public_url()).await.is_err(), "nginx still answers after down");
+    assert_eq!(t.observe().await.unwrap(), gantry::targets::Live::default());
 }
 
 #[tokio::test]
@@ -282,6 +289,78 @@ async fn a_new_process_on_the_same_state_dir_observes_and_rolls_back() {
     assert!(t.processes_of("2.0.0").is_empty());
 }
 
+/// A deployment cut off at an await point (as by kill -9: its replicas live on in their
+/// own sessions) is converged by a fresh target on the same state dir. The cut lands
+/// anywhere from before the first step to after the last; every place must converge.
+#[tokio::test]
+async fn an_operation_cut_off_anywhere_is_converged_by_a_new_process() {
+    let mut t = Local::new(2, "python3 server.py");
+    t.first("1.0.0").await;
+    let release = t.release("2.0.0");
+    for cut_ms in [0, 5, 20, 50, 100, 200, 400] {
+        let cut = std::time::Duration::from_millis(cut_ms);
+        let mut doomed = t.reopen(2);
+        let deploy = async {
+            doomed.start_new(&release, 2).await.unwrap();
+            doomed.shift(50).await.unwrap();
+            doomed.rollback().await.unwrap();
+        };
+        let _ = tokio::time::timeout(cut, deploy).await;
+        drop(doomed);
+        let mut after_crash = t.reopen(2);
+        after_crash.observe().await.unwrap();
+        after_crash.rollback().await.unwrap();
+        t.assert_only("1.0.0").await;
+        assert!(t.processes_of("2.0.0").is_empty(), "new replicas left after a cut at {cut_ms}ms");
+    }
+
+    // Cut during a whole blue-green deploy: the recovery keeps whichever version the
+    // state names as stable, at full count, and nothing of the other.
+    for cut_ms in [100, 300, 600, 900, 1200] {
+        let cut = std::time::Duration::from_millis(cut_ms);
+        let mut doomed = t.reopen(2);
+        let deploy = async {
+            doomed.start_new(&release, 2).await.unwrap();
+            doomed.shift(100).await.unwrap();
+            doomed.retire_old().await.unwrap();
+        };
+        let _ = tokio::time::timeout(cut, deploy).await;
+        drop(doomed);
+        let mut after_crash = t.reopen(2);
+        let before = after_crash.observe().await.unwrap();
+        after_crash.rollback().await.unwrap();
+        let kept = before.stable.expect("a stable version").version.to_string();
+        let other = if kept == "1.0.0" { "2.0.0" } else { "1.0.0" };
+        t.assert_only(&kept).await;
+        assert!(t.processes_of(other).is_empty(), "{other} left after a cut at {cut_ms}ms");
+        if kept == "2.0.0" {
+            t.first("1.0.0").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn old_releases_and_their_logs_are_pruned() {
+    let mut t = Local::new(1, "python3 server.py");
+    for version in ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"] {
+        t.first(version).await;
+    }
+    t.assert_only("5.0.0").await;
+    let names = |folder: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(t.dir.path().join("state").join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let releases = names("releases");
+    assert_eq!(releases.len(), 3, "{releases:?}");
+    assert!(releases.iter().all(|r| ["3.0.0-", "4.0.0-", "5.0.0-"].iter().any(|v| r.starts_with(v))), "{releases:?}");
+    let logs = names("logs");
+    assert!(logs.iter().all(|l| releases.iter().any(|r| l.starts_with(r.as_str()))), "{logs:?}");
+}
+
 #[tokio::test]
 async fn a_replica_that_exits_at_once_fails_with_its_log() {
     let mut t = Local::new(2, "echo 'boom: no such module' >&2; exit 3");
@@ -294,6 +373,21 @@ async fn a_replica_that_exits_at_once_fails_with_its_log() {
     t.rollback().await.unwrap();
     assert!(t.processes_of("1.0.0").is_empty());
     assert_eq!(t.observe().await.unwrap().new, None);
+}
+
+/// The first attempt loses its port to another process (its own session, like any
+/// stranger) and exits; the replica is started again on another port.
+#[tokio::test]
+async fn a_replica_whose_port_was_taken_starts_again_on_another() {
+    let steal = "setsid python3 -m http.server $PORT --bind 127.0.0.1 >/dev/null 2>&1 & \
+                 until python3 -c \"import socket; socket.create_connection(('127.0.0.1', $PORT))\" 2>/dev/null; \
+                 do sleep 0.05; done; exit 1";
+    let mut t = Local::new(1, &format!("if [ -e tried ]; then exec python3 server.py; else touch tried; {steal}; fi"));
+    let release = t.release("1.0.0");
+    let preview = t.start_new(&release, 1).await.unwrap();
+    assert_eq!(versions(&preview, 5).await, BTreeMap::from([("1.0.0".to_owned(), 5)]));
+    let logs = std::fs::read_dir(t.dir.path().join("state/logs")).unwrap().count();
+    assert_eq!(logs, 2, "one log per attempt");
 }
 
 #[tokio::test]
@@ -312,10 +406,67 @@ async fn a_config_nginx_rejects_is_never_applied() {
     assert!(!t.dir.path().join("state/nginx/nginx.conf").exists(), "the rejected config replaced nothing");
 }
 
+#[tokio::test]
+async fn a_public_address_in_use_fails_with_a_hint() {
+    let mut t = Local::new(1, "python3 server.py");
+    let squatter = std::net::TcpListener::bind(t.public_url().trim_start_matches("http://")).unwrap();
+    let release = t.release("1.0.0");
+    let err = t.start_new(&release, 1).await.unwrap_err();
+    assert!(err.message.contains("nginx did not start"), "{err}");
+    assert!(err.message.contains("Address already in use"), "{err}");
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("another process listens")), "{err:?}");
+    drop(squatter);
+    // Once the address is free, the same call converges.
+    t.start_new(&release, 1).await.unwrap();
+    assert_eq!(t.observe().await.unwrap().new.map(|n| n.replicas), Some(1));
+}
+
 #[test]
 fn addresses_must_be_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let bad = config("artifact = 'app'\ncommand = 'x'\nlisten = '0.0.0.0:8080'\n");
     let err = LocalTarget::new("web", &bad, dir.path().to_owned()).err().unwrap().to_string();
     assert!(err.contains("not a loopback address"), "{err}");
+}
+
+/// Not run by default (it loads the machine): `cargo test --test it local::load -- --ignored
+/// --nocapture`. wrk drives the public address through each cutover and must see no
+/// socket errors and no non-2xx answers.
+#[tokio::test]
+#[ignore = "load test: run by hand, needs wrk"]
+async fn load_during_cutovers_gives_no_errors() {
+    let mut t = Local::new(4, "python3 server.py");
+    t.first("1.0.0").await;
+    for (version, strategy) in [("2.0.0", "blue-green"), ("3.0.0", "canary"), ("4.0.0", "rolling")] {
+        let wrk = std::process::Command::new("wrk")
+            .args(["-t2", "-c8", "-d6s", &format!("{}/", t.public_url())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("wrk is installed");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let release = t.release(version);
+        match strategy {
+            "blue-green" => {
+                t.start_new(&release, 4).await.unwrap();
+                t.shift(100).await.unwrap();
+            }
+            "canary" => {
+                t.start_new(&release, 4).await.unwrap();
+                for step in [10, 50, 100] {
+                    t.shift(step).await.unwrap();
+                }
+            }
+            _ => {
+                for k in 1..=2 {
+                    t.start_new(&release, k * 2).await.unwrap();
+                    t.replace(4 - k * 2).await.unwrap();
+                }
+            }
+        }
+        t.retire_old().await.unwrap();
+        let out = wrk.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        println!("{strategy}:\n{report}");
+        assert!(!report.contains("Socket errors") && !report.contains("Non-2xx"), "{strategy}: {report}");
+    }
 }

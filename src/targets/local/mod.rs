@@ -31,6 +31,9 @@ use crate::targets::{Live, LiveVersion, Release, Target, TargetError};
 /// How long a new replica has to accept TCP connections on its port.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+/// Replicas started on a port that another process took first are started again on
+/// another port, this many times in all.
+const PORT_ATTEMPTS: u32 = 3;
 /// Lines of a replica's log quoted in an error.
 const LOG_LINES: usize = 10;
 
@@ -139,7 +142,15 @@ impl LocalTarget {
         tracing::debug!(target = %self.name, "applying nginx config:\n{config}");
         self.nginx.apply(&config).await.map_err(|e| {
             let log = tail(&self.nginx.error_log(), LOG_LINES);
-            self.error(format!("nginx: {e}\n{}:\n{log}", self.nginx.error_log().display()))
+            let error = self.error(format!("nginx: {e}\n{}:\n{log}", self.nginx.error_log().display()));
+            if e.contains("Address already in use") {
+                error.with_hint(format!(
+                    "another process listens on {} or {}: stop it, or set `listen` and `preview` to free ports",
+                    self.listen, self.preview
+                ))
+            } else {
+                error
+            }
         })
     }
 
@@ -174,40 +185,64 @@ impl LocalTarget {
     /// Brings the stable (`new == false`) or new version up to `count` live replicas,
     /// recording each before spawning it, and waits until each accepts connections.
     async fn scale_up(&self, state: &mut State, new: bool, count: u32) -> Result<(), TargetError> {
-        fn pick(s: &mut State, new: bool) -> Option<&mut Deployed> {
-            if new { s.new.as_mut() } else { s.stable.as_mut() }
-        }
-        let Some(deployed) = pick(state, new) else { return Ok(()) };
+        let Some(deployed) = (if new { state.new.as_mut() } else { state.stable.as_mut() }) else { return Ok(()) };
         deployed.replicas.retain(|r| r.process.is_some_and(|p| p.is_alive()));
         let missing = count.saturating_sub(u32::try_from(deployed.replicas.len()).unwrap_or(u32::MAX));
         let (dir, label) = (deployed.dir.clone(), format!("{}", deployed.version));
         std::fs::create_dir_all(self.dir.join("logs")).map_err(|e| self.error("cannot create logs/").with_source(e))?;
         let mut started = Vec::new();
         for _ in 0..missing {
-            let port = self.free_port(state)?;
-            let stem = dir.file_name().map_or_else(|| label.clone(), |n| n.to_string_lossy().into_owned());
-            let log = self.dir.join("logs").join(format!("{stem}-{port}.log"));
-            let replicas = &mut pick(state, new).expect("checked above").replicas;
-            replicas.push(Replica { port, log: log.clone(), process: None });
-            self.save(state)?;
-            let id = process::spawn(&self.command, &dir, port, &log, &self.marker).map_err(|e| {
-                self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e)
-            })?;
-            pick(state, new).expect("checked above").replicas.last_mut().expect("just pushed").process = Some(id);
-            self.save(state)?;
-            tracing::debug!(target = %self.name, "started {label} replica on port {port}: {id:?}");
-            started.push((id, port, log));
+            started.push(self.spawn_replica(state, new, &dir, &label)?);
         }
-        for (id, port, log) in started {
-            self.await_listening(id, port, &log, &label).await?;
+        for (mut id, mut port, mut log) in started {
+            let mut attempts = 1;
+            loop {
+                match self.await_listening(id, port, &log, &label).await {
+                    Ok(()) => break,
+                    // Another process took the port between our pick and the replica's bind.
+                    Err(Startup::PortTaken(_)) if attempts < PORT_ATTEMPTS => {
+                        tracing::debug!(target = %self.name, "port {port} was taken; starting the replica again");
+                        attempts += 1;
+                        (id, port, log) = self.spawn_replica(state, new, &dir, &label)?;
+                    }
+                    Err(Startup::PortTaken(e) | Startup::Failed(e)) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
 
-    async fn await_listening(&self, id: ProcessId, port: u16, log: &Path, label: &str) -> Result<(), TargetError> {
+    /// Records a replica of the stable or new version on a free port, then spawns it.
+    fn spawn_replica(
+        &self,
+        state: &mut State,
+        new: bool,
+        dir: &Path,
+        label: &str,
+    ) -> Result<(ProcessId, u16, PathBuf), TargetError> {
+        let port = self.free_port(state)?;
+        let stem = dir.file_name().map_or_else(|| label.to_owned(), |n| n.to_string_lossy().into_owned());
+        let log = self.dir.join("logs").join(format!("{stem}-{port}.log"));
+        fn replicas(s: &mut State, new: bool) -> &mut Vec<Replica> {
+            let deployed = if new { s.new.as_mut() } else { s.stable.as_mut() };
+            deployed.map(|d| &mut d.replicas).expect("the version is in the state")
+        }
+        replicas(state, new).push(Replica { port, log: log.clone(), process: None });
+        self.save(state)?;
+        let id = process::spawn(&self.command, dir, port, &log, &self.marker)
+            .map_err(|e| self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e))?;
+        replicas(state, new).last_mut().expect("just pushed").process = Some(id);
+        self.save(state)?;
+        tracing::debug!(target = %self.name, "started {label} replica on port {port}: {id:?}");
+        Ok((id, port, log))
+    }
+
+    /// Waits until the replica `id` listens on `port`, or fails naming it, its command
+    /// and the end of its log.
+    async fn await_listening(&self, id: ProcessId, port: u16, log: &Path, label: &str) -> Result<(), Startup> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let fail = |why: String| {
+            let fail = |why: &str| {
                 self.error(format!(
                     "replica of {label} on port {port} {why}; command: `{}`\nlast lines of {}:\n{}",
                     self.command,
@@ -215,19 +250,21 @@ impl LocalTarget {
                     tail(log, LOG_LINES)
                 ))
             };
-            if !id.is_alive() {
-                return Err(fail("exited before it listened".into()));
-            }
-            let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await
-                && id.is_alive()
-            {
+            let listener = process::listener(id.pid, port);
+            if listener == process::Listener::Session && id.is_alive() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
-                return Err(fail(format!("did not accept connections within {START_TIMEOUT:?}")));
+            if !id.is_alive() {
+                return Err(if listener == process::Listener::Other {
+                    Startup::PortTaken(fail("exited: another process listens on its port"))
+                } else {
+                    Startup::Failed(fail("exited before it listened"))
+                });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if Instant::now() > deadline {
+                return Err(Startup::Failed(fail(&format!("did not listen within {START_TIMEOUT:?}"))));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -249,8 +286,17 @@ impl LocalTarget {
 
     fn prune(&self, state: &State) {
         let in_use: Vec<&Path> = [&state.stable, &state.new].into_iter().flatten().map(|d| d.dir.as_path()).collect();
-        if let Err(e) = release::prune(&self.dir.join("releases"), &in_use) {
-            tracing::debug!(target = %self.name, "pruning releases failed: {e}");
+        match release::prune(&self.dir.join("releases"), &in_use) {
+            // A removed release's replica logs go with it: they are named `FOLDER-PORT.log`.
+            Ok(removed) => {
+                let logs = std::fs::read_dir(self.dir.join("logs")).into_iter().flatten().flatten();
+                for log in logs
+                    .filter(|l| removed.iter().any(|r| l.file_name().to_string_lossy().starts_with(&format!("{r}-"))))
+                {
+                    let _ = std::fs::remove_file(log.path());
+                }
+            }
+            Err(e) => tracing::debug!(target = %self.name, "pruning releases failed: {e}"),
         }
     }
 }
@@ -312,7 +358,9 @@ impl Target for LocalTarget {
             self.save(&state)?;
         }
         self.scale_up(&mut state, true, replicas).await?;
-        self.route(&state).await?;
+        let old_workers = self.route(&state).await?;
+        // Replicas a crashed operation left retiring are stopped now, after their drain.
+        self.retire(&mut state, &old_workers).await?;
         Ok(self.preview_url())
     }
 
@@ -323,7 +371,8 @@ impl Target for LocalTarget {
         }
         state.routing = Routing::Weighted { percent: percent.min(100) };
         self.save(&state)?;
-        self.route(&state).await.map(drop)
+        let old_workers = self.route(&state).await?;
+        self.retire(&mut state, &old_workers).await
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
@@ -376,6 +425,12 @@ impl Target for LocalTarget {
         self.prune(&state);
         Ok(())
     }
+}
+
+/// Why a replica did not come up.
+enum Startup {
+    PortTaken(TargetError),
+    Failed(TargetError),
 }
 
 /// Parses a loopback `IP:PORT`.

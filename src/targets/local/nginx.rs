@@ -60,7 +60,7 @@ impl Nginx {
              events {{ worker_connections 1024; }}\n\
              http {{\n    access_log off;\n    client_body_temp_path {body};\n    proxy_temp_path {proxy};\n    \
              fastcgi_temp_path {fastcgi};\n    uwsgi_temp_path {uwsgi};\n    scgi_temp_path {scgi};\n    \
-             proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n    proxy_set_header Host $http_host;\n    \
+             keepalive_timeout 0;\n    proxy_http_version 1.1;\n    proxy_set_header Host $http_host;\n    \
              proxy_connect_timeout 2s;\n    proxy_next_upstream error timeout http_502;\n    proxy_next_upstream_tries 3;\n",
             pid = p("nginx.pid"),
             log = p("error.log"),
@@ -191,7 +191,7 @@ fn server(c: &mut String, name: &str, listen: &str, servers: &[(u16, u32)]) {
     for (port, weight) in servers {
         let _ = writeln!(c, "        server 127.0.0.1:{port} weight={weight};");
     }
-    let _ = writeln!(c, "        keepalive 16;\n    }}");
+    let _ = writeln!(c, "    }}");
     let _ = writeln!(
         c,
         "    server {{\n        listen {listen};\n        location / {{ proxy_pass http://{name}; }}\n    }}"

@@ -127,6 +127,46 @@ pub fn marked(marker: &str) -> Vec<Marked> {
         .collect()
 }
 
+/// Who listens on a loopback TCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Nobody,
+    /// A process in the session `leader` leads: the replica (or a child of its `sh`).
+    Session,
+    Other,
+}
+
+/// Who listens on `port` (any local address, IPv4 or IPv6): the replica whose `sh` is
+/// `leader`, another process, or nobody. Read from `/proc/net/tcp*` and the sockets
+/// among the session's open files, so a port taken by someone else never passes for a
+/// replica that is ready.
+pub fn listener(leader: i32, port: u16) -> Listener {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                    let inode = f.get(9)?;
+                    (local_port == port && *f.get(3)? == "0A").then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Listener::Nobody;
+    }
+    let ours = all_pids().filter(|&pid| stat(pid).is_some_and(|s| s.session == leader)).any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
+        })
+    });
+    if ours { Listener::Session } else { Listener::Other }
+}
+
 /// Sends `signal` to each live process and its process group (a replica leads its own).
 fn signal_all(ids: &[ProcessId], signal: Signal) {
     for id in ids.iter().filter(|id| id.is_alive()) {
@@ -164,6 +204,18 @@ mod tests {
         let me = ProcessId::current(std::process::id() as i32).unwrap();
         assert!(me.is_alive());
         assert!(!ProcessId { start_time: me.start_time + 1, ..me }.is_alive());
+    }
+
+    #[test]
+    fn a_listening_socket_is_told_apart_by_owner() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let me = std::process::id() as i32;
+        let my_session = stat(me).unwrap().session;
+        assert_eq!(listener(my_session, port), Listener::Session);
+        assert_eq!(listener(1, port), Listener::Other);
+        drop(socket);
+        assert_eq!(listener(my_session, port), Listener::Nobody);
     }
 
     #[tokio::test]

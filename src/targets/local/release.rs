@@ -10,7 +10,8 @@ pub const KEEP: usize = 3;
 
 /// The folder `release` runs from, under `releases`.
 pub fn folder(releases: &Path, release: &Release) -> PathBuf {
-    let digest: String = release.digest.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    let digest = release.digest.trim_start_matches("sha256:");
+    let digest: String = digest.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
     releases.join(format!("{}-{digest}", release.version))
 }
 
@@ -32,20 +33,23 @@ pub fn unpack(zip: &Path, dest: &Path) -> Result<(), String> {
     std::fs::rename(tmp.keep(), dest).map_err(|e| format!("cannot move the release to {}: {e}", dest.display()))
 }
 
-/// Removes release folders beyond the `KEEP` newest, never one in `in_use`.
-pub fn prune(releases: &Path, in_use: &[&Path]) -> std::io::Result<()> {
+/// Removes release folders beyond the `KEEP` newest, never one in `in_use`, and returns
+/// the names of those removed.
+pub fn prune(releases: &Path, in_use: &[&Path]) -> std::io::Result<Vec<String>> {
     let mut folders: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(releases)?
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     folders.sort_by(|a, b| b.cmp(a));
+    let mut removed = Vec::new();
     for (_, path) in folders.into_iter().skip(KEEP) {
         if !in_use.contains(&path.as_path()) {
             std::fs::remove_dir_all(&path)?;
+            removed.extend(path.file_name().map(|n| n.to_string_lossy().into_owned()));
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -62,7 +66,7 @@ mod tests {
             let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
             std::fs::File::open(&path).unwrap().set_modified(time).unwrap();
         }
-        prune(dir.path(), &[&dir.path().join("a")]).unwrap();
+        assert_eq!(prune(dir.path(), &[&dir.path().join("a")]).unwrap(), ["b"]);
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
