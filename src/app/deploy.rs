@@ -240,7 +240,16 @@ async fn deploy_locked(
         let strategy = if fast_path.is_some() { "fast-path" } else { strategy_name(cfg) };
         let mut record =
             engine::new_record(ctx.name.as_str(), name.as_str(), kind, release, previous.clone(), strategy, &user());
-        let outcome = run_engine(ctx, &mut target, cfg, &mut record, release, &steps, &reporter, cancel.clone()).await;
+        let outcome = run_engine(
+            ctx,
+            &mut target,
+            cfg,
+            &mut record,
+            Job::Run { release, steps: &steps },
+            &reporter,
+            cancel.clone(),
+        )
+        .await;
         match outcome {
             Outcome::Succeeded => done.push((name, cfg, previous)),
             failed => {
@@ -253,14 +262,18 @@ async fn deploy_locked(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the engine is asked to do: run steps toward a release, or resume a record.
+enum Job<'j> {
+    Run { release: &'j Release, steps: &'j [Step] },
+    Resume,
+}
+
 async fn run_engine(
     ctx: &EnvContext<'_>,
     target: &mut AnyTarget,
     cfg: &config::Target,
     record: &mut Deployment,
-    release: &Release,
-    steps: &[Step],
+    job: Job<'_>,
     reporter: &DeployReporter<'_>,
     cancel: Cancel,
 ) -> Outcome {
@@ -276,7 +289,10 @@ async fn run_engine(
         cancel,
         emit: &emit,
     };
-    engine.run(record, release, steps).await
+    match job {
+        Job::Run { release, steps } => engine.run(record, release, steps).await,
+        Job::Resume => engine.resume(record).await,
+    }
 }
 
 /// Targets this run moved before a later one failed go back to what they ran before.
@@ -295,7 +311,16 @@ async fn undo(
         let mut record =
             engine::new_record(ctx.name.as_str(), name.as_str(), Kind::Rollback, &release, None, "fast-path", &user());
         record.reason = Some("a later target of the same deploy failed".into());
-        run_engine(ctx, &mut target, cfg, &mut record, &release, &steps, reporter, Cancel::never()).await;
+        run_engine(
+            ctx,
+            &mut target,
+            cfg,
+            &mut record,
+            Job::Run { release: &release, steps: &steps },
+            reporter,
+            Cancel::never(),
+        )
+        .await;
     }
 }
 
@@ -308,19 +333,8 @@ pub(crate) async fn recover(ctx: &EnvContext<'_>, printer: &Printer) -> Result<(
         let Some(running) = state::target_history(&records, name.as_str()).running else { continue };
         let mut record = running.clone();
         let mut target = ctx.build_target(name, cfg)?;
-        let probe = HttpProbe::new();
-        let mut journal = Ledger(ctx.store.clone());
-        let emit = |e: rollout::Event| reporter.event(&e);
-        let mut engine = Engine {
-            target: &mut target,
-            probe: &probe,
-            journal: &mut journal,
-            checks: &cfg.health,
-            phase_deadline: cfg.strategy.phase_deadline.map_or(plan::DEFAULT_PHASE_DEADLINE, |d| d.get()),
-            cancel: Cancel::never(),
-            emit: &emit,
-        };
-        if let Outcome::RollbackFailed { reason, rollback_error } = engine.resume(&mut record).await {
+        let outcome = run_engine(ctx, &mut target, cfg, &mut record, Job::Resume, &reporter, Cancel::never()).await;
+        if let Outcome::RollbackFailed { reason, rollback_error } = outcome {
             return Err(Error::Deploy(DeployError::RollbackFailed {
                 environment: ctx.name.to_string(),
                 version: record.release.version.to_string(),
