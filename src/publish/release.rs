@@ -158,7 +158,9 @@ impl PublishError {
         Some(match self {
             Self::NotPackaged(_) | Self::BadManifest { .. } => "run `gantry package` first (or pass --dist DIR)".into(),
             Self::VersionMismatch { .. } => "package that version first, or leave out --version".into(),
-            Self::Changed { .. } => "run `gantry package` again: publish sends exactly what was packaged".into(),
+            Self::Changed { .. } | Self::S3(S3Error::Changed { .. }) => {
+                "run `gantry package` again: publish sends exactly what was packaged".into()
+            }
             Self::Immutable { .. } => {
                 "a published version never changes: package a new version, or pass --force to replace it".into()
             }
