@@ -27,7 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 S3S = ROOT / ".tools/s3s/bin/s3s-fs"
 AWS = ROOT / ".tools/venv/bin/aws"
-PORT = 45110
+def free_port() -> int:
+    """A loopback port nobody listens on (a fixed one collided with another checkout's benchmark)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = free_port()
 KEY, SECRET = "benchkey", "benchsecret"
 
 
@@ -88,6 +96,20 @@ def project(work: Path, size_mib: int, gantry: str) -> Path:
     if not (proj / "dist" / "release.json").exists():
         subprocess.run([gantry, "package", "-q", "--version", "1.0.0"], cwd=proj, check=True)
     return proj
+
+
+def wait_for_port(port: int, seconds: float = 15) -> None:
+    """Until the server accepts connections (a fixed sleep lost the race on a busy machine)."""
+    import socket
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"the S3 server did not start on port {port}")
+            time.sleep(0.1)
 
 
 def bucket(name: str) -> None:
@@ -172,7 +194,7 @@ def main() -> None:
     global SERVER_PID
     SERVER_PID = server.pid
     try:
-        time.sleep(0.5)
+        wait_for_port(PORT)
         proj = project(work, args.size_mib, args.gantry)
         lines = speed(args, proj) if args.mode == "speed" else memory(args, proj)
     finally:
