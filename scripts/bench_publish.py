@@ -27,7 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 S3S = ROOT / ".tools/s3s/bin/s3s-fs"
 AWS = ROOT / ".tools/venv/bin/aws"
-PORT = 45110
+def free_port() -> int:
+    """A loopback port nobody listens on (a fixed one collided with another checkout's benchmark)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = free_port()
 KEY, SECRET = "benchkey", "benchsecret"
 
 
@@ -49,16 +57,28 @@ def env() -> dict:
     return e
 
 
-def run(cmd: list[str], cwd: Path, extra: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one command."""
+SERVER_PID = 0
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + system) the S3 server has used so far."""
+    fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cmd: list[str], cwd: Path, extra: dict | None = None, cpu: list | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one command; appends (client, server) CPU seconds to `cpu`."""
     e = env()
     e.update(extra or {})
+    server_before = server_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()}")
+    if cpu is not None:
+        cpu.append((usage.ru_utime + usage.ru_stime, server_cpu() - server_before))
     return elapsed, usage.ru_maxrss
 
 
@@ -78,6 +98,20 @@ def project(work: Path, size_mib: int, gantry: str) -> Path:
     return proj
 
 
+def wait_for_port(port: int, seconds: float = 15) -> None:
+    """Until the server accepts connections (a fixed sleep lost the race on a busy machine)."""
+    import socket
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"the S3 server did not start on port {port}")
+            time.sleep(0.1)
+
+
 def bucket(name: str) -> None:
     subprocess.run([str(AWS), "s3api", "create-bucket", "--bucket", name], env=env(), check=True,
                    stdout=subprocess.DEVNULL)
@@ -87,6 +121,7 @@ def speed(args, proj: Path) -> list[str]:
     artifact = next((proj / "dist").glob("blob-*.zip"))
     size = artifact.stat().st_size
     cli_t, gantry_t = [], []
+    cli_cpu, gantry_cpu = [], []
     for i in range(args.runs):
         b_cli, b_gantry = f"cli-{os.getpid()}-{i}", f"gantry-{os.getpid()}-{i}"
         bucket(b_cli)
@@ -94,11 +129,12 @@ def speed(args, proj: Path) -> list[str]:
         order = [("cli", b_cli), ("gantry", b_gantry)] if i % 2 == 0 else [("gantry", b_gantry), ("cli", b_cli)]
         for tool, b in order:
             if tool == "cli":
-                t, _ = run([str(AWS), "s3", "cp", "--only-show-errors", str(artifact), f"s3://{b}/{artifact.name}"], proj)
+                t, _ = run([str(AWS), "s3", "cp", "--only-show-errors", str(artifact), f"s3://{b}/{artifact.name}"], proj,
+                           cpu=cli_cpu)
                 cli_t.append(t)
             else:
                 t, _ = run([args.gantry, "--env", "bench", "publish"], proj,
-                           {"GANTRY_ENVIRONMENTS__BENCH__RELEASE_BUCKET": b})
+                           {"GANTRY_ENVIRONMENTS__BENCH__RELEASE_BUCKET": b}, cpu=gantry_cpu)
                 gantry_t.append(t)
         print(f"run {i + 1}: aws s3 cp {cli_t[-1]:.2f}s  gantry publish {gantry_t[-1]:.2f}s", file=sys.stderr)
     last = f"gantry-{os.getpid()}-{args.runs - 1}"
@@ -106,18 +142,24 @@ def speed(args, proj: Path) -> list[str]:
              for _ in range(5)]
     cmed, gmed, amed = statistics.median(cli_t), statistics.median(gantry_t), statistics.median(again)
     mb = size / 1e6
+    cpu = lambda runs, i: statistics.median(r[i] for r in runs)
     return [
         f"One artifact of {size / (1 << 30):.2f} GiB (random bytes), to s3s-fs 0.14.1 on loopback; "
         f"{os.cpu_count()} cores; {args.runs} runs alternating, each into a fresh bucket.",
         "",
-        "| client | median wall time | runs (s) | throughput |",
-        "|---|---|---|---|",
-        f"| `aws s3 cp` (awscli, defaults) | {cmed:.2f} s | {', '.join(f'{t:.2f}' for t in cli_t)} | {mb / cmed:.0f} MB/s |",
-        f"| `gantry publish` | {gmed:.2f} s | {', '.join(f'{t:.2f}' for t in gantry_t)} | {mb / gmed:.0f} MB/s |",
+        "| client | median wall time | runs (s) | throughput | client CPU | s3s-fs CPU |",
+        "|---|---|---|---|---|---|",
+        f"| `aws s3 cp` (awscli, defaults) | {cmed:.2f} s | {', '.join(f'{t:.2f}' for t in cli_t)} | "
+        f"{mb / cmed:.0f} MB/s | {cpu(cli_cpu, 0):.2f} s | {cpu(cli_cpu, 1):.2f} s |",
+        f"| `gantry publish` | {gmed:.2f} s | {', '.join(f'{t:.2f}' for t in gantry_t)} | "
+        f"{mb / gmed:.0f} MB/s | {cpu(gantry_cpu, 0):.2f} s | {cpu(gantry_cpu, 1):.2f} s |",
         "",
-        f"Speed: gantry is **{cmed / gmed:.2f}x** `aws s3 cp` (target at least 1.3x). gantry's time includes "
-        "hashing the file to check it against release.json, SHA-256 per part, reading every checksum back, and "
+        f"Speed: gantry is **{cmed / gmed:.2f}x** `aws s3 cp` (target at least 1.3x). CPU columns are medians of "
+        "user + system seconds, of the client process and of the server during that client's run. gantry's time "
+        "includes SHA-256 of the whole file and of every part from the bytes sent, MD5 of every part (s3s-fs "
+        "keeps no multipart checksum, so parts and the object are checked by ETag), HeadObject checks, and "
         "uploading SHA256SUMS and release.json.",
+        f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         "",
         f"Re-publishing the unchanged release: median **{amed:.3f} s** over 5 runs "
         f"({', '.join(f'{t:.3f}' for t in again)}), no upload (target under 0.5 s).",
@@ -149,8 +191,10 @@ def main() -> None:
     store.mkdir(parents=True)
     server = subprocess.Popen([str(S3S), "--host", "127.0.0.1", "--port", str(PORT), "--access-key", KEY,
                                "--secret-key", SECRET, str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    global SERVER_PID
+    SERVER_PID = server.pid
     try:
-        time.sleep(0.5)
+        wait_for_port(PORT)
         proj = project(work, args.size_mib, args.gantry)
         lines = speed(args, proj) if args.mode == "speed" else memory(args, proj)
     finally:

@@ -5,9 +5,11 @@
 //! without writing anything; `apply` builds the archives. Each zip is written to a
 //! temporary file and renamed into place when complete, and the manifest files are
 //! written last, so an interrupted or failed run never leaves a release.json that
-//! names a missing or partial archive.
+//! names a missing or partial archive. Then `.gantry-hashes.json` records each
+//! archive's SHA-256 by its stat, for `gantry publish` (see `hashes`).
 
 mod archive;
+mod hashes;
 pub mod manifest;
 mod version;
 pub mod walk;
@@ -24,6 +26,7 @@ use crate::config::{Artifact, Name};
 use crate::exit;
 
 pub use archive::{ArchiveError, ArchiveOptions, create_temp_in, write as write_archive};
+pub use hashes::{HASHES_FILE, HashCache};
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestArtifact, SUMS_FILE, archive_file_name};
 pub use version::{SourceInfo, VersionError, ZIP_EPOCH, parse_version, resolve as resolve_version};
 pub use walk::{Entry, EntryKind, WalkError};
@@ -208,6 +211,12 @@ pub fn apply(
     };
     write_atomic(&out.join(SUMS_FILE), manifest.sha256sums().as_bytes())?;
     write_atomic(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    // So that publish can plan without reading every archive again.
+    let mut hashes = HashCache::load(out);
+    for artifact in &manifest.artifacts {
+        hashes.record(out, &artifact.file, &artifact.sha256);
+    }
+    hashes.save(out);
     Ok(manifest)
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Plan, then apply. `plan` reads `dist/release.json`, checks every file it names
 //! against its recorded size and SHA-256 (a file changed after packaging is refused),
-//! and lays out the keys; it touches nothing remote. `apply` uploads, in this order:
+//! and lays out the keys; it touches nothing remote. An archive whose stat still matches
+//! `dist/.gantry-hashes.json` is not read again to plan: the upload hashes every byte it
+//! sends and refuses to commit anything that is not the manifest's (`s3`). `apply` uploads, in this order:
 //! 1. every artifact and `SHA256SUMS` under `PREFIX/PROJECT/VERSION/`;
 //! 2. the pipeline source object (a zip of release.json and gantry.toml at the key
 //!    the environment's CodePipeline S3 source watches), when the environment has a pipeline;
@@ -158,7 +160,9 @@ impl PublishError {
         Some(match self {
             Self::NotPackaged(_) | Self::BadManifest { .. } => "run `gantry package` first (or pass --dist DIR)".into(),
             Self::VersionMismatch { .. } => "package that version first, or leave out --version".into(),
-            Self::Changed { .. } => "run `gantry package` again: publish sends exactly what was packaged".into(),
+            Self::Changed { .. } | Self::S3(S3Error::Changed { .. }) => {
+                "run `gantry package` again: publish sends exactly what was packaged".into()
+            }
             Self::Immutable { .. } => {
                 "a published version never changes: package a new version, or pass --force to replace it".into()
             }
@@ -201,9 +205,20 @@ pub fn plan(request: &PublishRequest) -> Result<PublishPlan, PublishError> {
     let version = manifest.version.to_string().replace('+', "_");
     let release_prefix = join_key(&[&request.prefix, &manifest.project, &version]) + "/";
     let mut objects = Vec::new();
+    let mut hashes = package::HashCache::load(&request.dist);
+    let mut hashed = false;
     for artifact in &manifest.artifacts {
         let path = request.dist.join(&artifact.file);
-        let (size, sha256) = checked(&path, &artifact.file, Some((artifact.size, &artifact.sha256)))?;
+        let (size, sha256) = match hashes.sha256(&request.dist, &artifact.file) {
+            // Untouched since it was hashed: no need to read it (the upload hashes what it sends).
+            Some(known) if known == artifact.sha256 => (artifact.size, parse_hex(&artifact.sha256)?),
+            _ => {
+                let checked = checked(&path, &artifact.file, Some((artifact.size, &artifact.sha256)))?;
+                hashes.record(&request.dist, &artifact.file, &artifact.sha256);
+                hashed = true;
+                checked
+            }
+        };
         objects.push(PlannedObject {
             key: format!("{release_prefix}{}", artifact.file),
             path,
@@ -211,6 +226,9 @@ pub fn plan(request: &PublishRequest) -> Result<PublishPlan, PublishError> {
             sha256,
             role: Role::Artifact,
         });
+    }
+    if hashed {
+        hashes.save(&request.dist);
     }
     let sums_path = request.dist.join(SUMS_FILE);
     let sums =
@@ -376,11 +394,20 @@ fn checked(path: &Path, name: &str, expected: Option<(u64, &str)>) -> Result<(u6
         );
         return Err(PublishError::Changed { file: name.to_owned(), what });
     }
+    Ok((size, parse_hex(&hex)?))
+}
+
+/// A hex SHA-256 (from release.json or `hash_file`) as bytes.
+fn parse_hex(hex: &str) -> Result<[u8; 32], PublishError> {
     let mut digest = [0; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hash_file returns hex");
+    let bad = || PublishError::Changed { file: MANIFEST_FILE.into(), what: format!("`{hex}` is not a SHA-256") };
+    if hex.len() != 64 {
+        return Err(bad());
     }
-    Ok((size, digest))
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(digest)
 }
 
 /// The pipeline source object: release.json and gantry.toml in a reproducible zip.

@@ -1,39 +1,59 @@
 //! The S3 operations `publish` needs, each with its integrity check and its errors
 //! sorted into what a user can act on.
 //!
-//! Integrity: every put and every part carries its SHA-256 (`x-amz-checksum-sha256`),
-//! every object also records the whole file's SHA-256 in `x-amz-meta-gantry-sha256`,
-//! and after each upload gantry reads the checksum back (`HeadObject` with checksum
-//! mode) and compares it with what it computed: the server is not trusted to have
-//! validated anything (moto, for one, does not).
+//! Integrity, for every object:
+//! - Each byte of the file is read once, into memory, and what is hashed is exactly
+//!   what is sent. The whole file's SHA-256, computed from those bytes, must equal the
+//!   manifest's before the object can become visible (before `PutObject`, or before
+//!   `CompleteMultipartUpload`); otherwise the upload is aborted.
+//! - Every put and every part carries its SHA-256 (`x-amz-checksum-sha256`), and every
+//!   object records the whole file's SHA-256 in `x-amz-meta-gantry-sha256`.
+//! - The server is not trusted to have validated anything (moto does not). gantry
+//!   compares a checksum the server reports with one it computed itself: the part
+//!   checksum echoed by `UploadPart`, the composite one returned by
+//!   `CompleteMultipartUpload`, and, after every upload, the one `HeadObject` returns
+//!   with checksum mode. A server that keeps no checksum for a multipart object (s3s-fs)
+//!   is checked by ETag instead: each part's ETag must be the MD5 of the bytes sent, and
+//!   the object's ETag the MD5 of those MD5s, `-N`, as S3 defines it. Only when neither
+//!   is available (an ETag that is not an MD5) is the object read back and hashed.
 //!
-//! Large files go up as multipart uploads whose parts are read from disk in parallel
-//! (at most `PART_CONCURRENCY` at a time, each streamed, never buffered whole), so
-//! memory stays small whatever the size. An upload that fails or is interrupted is
-//! aborted; uploads of the same key left behind by a killed run are aborted before a
-//! new one starts.
+//! Large files go up as multipart uploads: one thread reads the file in order (and
+//! hashes it whole), and at most `PART_CONCURRENCY` parts are hashed and sent at a time:
+//! about 80 MiB of parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part
+//! limit makes parts larger, and fewer go at once).
+//! An upload that fails or is interrupted is aborted; uploads of the same key left
+//! behind by a killed run are aborted before a new one starts.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use md5::Md5;
 use sha2::{Digest, Sha256};
 
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
-/// Smallest part (S3's floor is 5 MiB; bigger parts mean fewer requests).
-const MIN_PART: u64 = 16 << 20;
+/// Smallest part (S3's floor is 5 MiB). Parts are held in memory while they are hashed
+/// and sent, so this times `PART_CONCURRENCY + 2` bounds the memory an upload takes.
+const MIN_PART: u64 = 8 << 20;
 /// S3 allows at most 10,000 parts.
 const MAX_PARTS: u64 = 10_000;
-/// Parts in flight at once, per object.
+/// Parts in flight at once, per object (fewer when S3's part limit makes parts larger
+/// than `MIN_PART`, so that the parts in memory stay within `PART_CONCURRENCY * MIN_PART`).
 const PART_CONCURRENCY: usize = 8;
 /// Multipart uploads of the same key older than this are taken as abandoned and aborted.
 const ABANDONED_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Per-attempt deadline of `CompleteMultipartUpload`, which can take minutes on a large
+/// object (S3 says so; s3s-fs copies every part into place). The default deadline, sized
+/// for one part, would cut it and retry a call whose first attempt already consumed the
+/// upload.
+const COMPLETE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Object metadata key holding the whole file's hex SHA-256.
 pub const SHA256_META: &str = "gantry-sha256";
 
@@ -87,6 +107,8 @@ pub enum S3Error {
         "s3://{bucket}/{key} does not hold what was uploaded: S3 reports checksum {actual}, gantry computed {expected}"
     )]
     Integrity { bucket: String, key: String, expected: String, actual: String },
+    #[error("{} changed while it was being uploaded: release.json says sha256 {expected}, the bytes read have {actual}", path.display())]
+    Changed { path: std::path::PathBuf, expected: String, actual: String },
     #[error("cannot read {}", path.display())]
     Read {
         path: std::path::PathBuf,
@@ -157,9 +179,8 @@ impl Bucket {
         }
     }
 
-    /// Uploads the file at `path` (of `size` bytes, whole-file SHA-256 `sha256`) under
-    /// `key`, in parts when large, then checks what S3 stored. `progress` is called
-    /// with bytes as they are sent.
+    /// Uploads `file` under `key`, in parts when large, then checks what S3 stored.
+    /// `progress` is called with bytes as they are sent.
     pub async fn put_file(
         &self,
         key: &str,
@@ -172,13 +193,18 @@ impl Bucket {
         let (version_id, expected) = if size > MULTIPART_THRESHOLD {
             self.put_multipart(key, file, condition, cancel, progress).await?
         } else {
-            let body = file_range(path, 0, size).await?;
+            let bytes = read_range(path, 0, size).await?;
+            let body = bytes.clone();
+            let digest: [u8; 32] = off_thread(move || Sha256::digest(&body).into()).await;
+            if digest != sha256 {
+                return Err(S3Error::Changed { path: path.to_owned(), expected: hex(&sha256), actual: hex(&digest) });
+            }
             let mut request = self
                 .client
                 .put_object()
                 .bucket(&self.name)
                 .key(key)
-                .body(body)
+                .body(ByteStream::from(bytes))
                 .content_length(i64::try_from(size).unwrap_or(i64::MAX))
                 .checksum_algorithm(ChecksumAlgorithm::Sha256)
                 .checksum_sha256(b64(&sha256))
@@ -189,9 +215,17 @@ impl Bucket {
                 Some(Condition::Unchanged(etag)) => request.if_match(etag),
                 None => request,
             };
-            let out = request.send().await.map_err(|e| self.classify("PutObject", key, e))?;
+            // The body is covered by its signed `x-amz-checksum-sha256`; hashing it a
+            // second time for the signature would add nothing.
+            let out = request
+                .customize()
+                .disable_payload_signing()
+                .send()
+                .await
+                .map_err(|e| self.classify("PutObject", key, e))?;
             progress(size);
-            (out.version_id().map(str::to_owned), b64(&sha256))
+            let expected = Expected { checksum: b64(&sha256), etag: None };
+            (out.version_id().map(str::to_owned), expected)
         };
         let checksum = self.verify(key, file, &expected, version_id.as_deref()).await?;
         Ok(Uploaded { version_id, checksum_sha256: checksum })
@@ -204,8 +238,8 @@ impl Bucket {
         condition: Option<Condition>,
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(Option<String>, String), S3Error> {
-        let LocalFile { path, size, sha256 } = *file;
+    ) -> Result<(Option<String>, Expected), S3Error> {
+        let sha256 = file.sha256;
         self.abort_abandoned(key).await;
         let created = self
             .client
@@ -220,15 +254,14 @@ impl Bucket {
             .map_err(|e| self.classify("CreateMultipartUpload", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
 
-        let result = self.upload_parts(key, path, size, &upload_id, cancel, progress).await;
-        let parts = match result {
+        let parts = match self.upload_parts(key, file, &upload_id, cancel, progress).await {
             Ok(parts) => parts,
             Err(e) => {
                 self.abort(key, &upload_id).await;
                 return Err(e);
             }
         };
-        let composite = composite_checksum(&parts);
+        let expected = Expected { checksum: composite_checksum(&parts), etag: multipart_etag(&parts) };
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -255,8 +288,22 @@ impl Bucket {
             Some(Condition::Unchanged(etag)) => request.if_match(etag),
             None => request,
         };
-        match request.send().await {
-            Ok(out) => Ok((out.version_id().map(str::to_owned), composite)),
+        let patient = aws_sdk_s3::config::Builder::default().timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(COMPLETE_ATTEMPT_TIMEOUT)
+                .build(),
+        );
+        match request.customize().config_override(patient).send().await {
+            Ok(out) => {
+                let version_id = out.version_id().map(str::to_owned);
+                // The composite checksum S3 answers with must be the one gantry computed.
+                if let Some(actual) = out.checksum_sha256()
+                    && !same_checksum(actual, &expected.checksum)
+                {
+                    return Err(self.reject(key, version_id.as_deref(), &expected.checksum, actual.to_owned()).await);
+                }
+                Ok((version_id, expected))
+            }
             Err(e) => {
                 self.abort(key, &upload_id).await;
                 Err(self.classify("CompleteMultipartUpload", key, e))
@@ -264,65 +311,129 @@ impl Bucket {
         }
     }
 
+    /// Reads `file` once, in order, on one blocking thread that hashes it whole while
+    /// up to `PART_CONCURRENCY` parts are hashed and sent. Fails with `Changed` when the
+    /// bytes read are not the manifest's.
     async fn upload_parts(
         &self,
         key: &str,
-        path: &Path,
-        size: u64,
+        file: &LocalFile<'_>,
         upload_id: &str,
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<Part>, S3Error> {
+        let LocalFile { path, size, sha256 } = *file;
         let part_size = part_size(size);
-        let count = size.div_ceil(part_size);
-        let parts = futures::stream::iter(0..count)
-            .map(|i| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, Bytes)>(1);
+        let owned = path.to_owned();
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            use std::io::Read;
+            let mut source = std::fs::File::open(&owned)?;
+            let mut whole = Sha256::new();
+            for i in 0..size.div_ceil(part_size) {
+                let len = part_size.min(size - i * part_size);
+                let mut buf = Vec::with_capacity(usize::try_from(len).expect("a part fits in memory"));
+                (&mut source).take(len).read_to_end(&mut buf)?;
+                if buf.len() as u64 != len {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                whole.update(&buf);
+                let number = i32::try_from(i + 1).expect("at most 10,000 parts");
+                if tx.blocking_send((number, Bytes::from(buf))).is_err() {
+                    break; // the upload failed; its error is reported
+                }
+            }
+            Ok(whole.finalize().into())
+        });
+        let parts = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+            .map(|(number, bytes)| async move {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(S3Error::Interrupted);
                 }
-                let offset = i * part_size;
-                let len = part_size.min(size - offset);
-                let sha256 = hash_range(path, offset, len).await?;
-                let number = i32::try_from(i + 1).expect("at most 10,000 parts");
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.name)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .body(file_range(path, offset, len).await?)
-                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                    .checksum_sha256(b64(&sha256))
-                    .send()
-                    .await
-                    .map_err(|e| self.classify("UploadPart", key, e))?;
-                progress(len);
-                Ok(Part { number, etag: out.e_tag().unwrap_or_default().to_owned(), sha256 })
+                self.upload_part(key, upload_id, number, bytes, progress).await
             })
-            .buffered(PART_CONCURRENCY)
+            .buffer_unordered(concurrency(part_size))
             .try_collect::<Vec<_>>()
-            .await?;
+            .await;
+        let read = reader.await.map_err(std::io::Error::other).and_then(|r| r);
+        let mut parts = parts?;
+        let digest = read.map_err(|source| S3Error::Read { path: path.to_owned(), source })?;
+        if digest != sha256 || parts.len() as u64 != size.div_ceil(part_size) {
+            return Err(S3Error::Changed { path: path.to_owned(), expected: hex(&sha256), actual: hex(&digest) });
+        }
+        parts.sort_by_key(|p| p.number);
         Ok(parts)
     }
 
-    /// Reads back the checksum S3 stored and compares it with the one gantry computed.
-    /// An endpoint that keeps no checksum (some S3-compatible servers, for multipart
-    /// objects) is checked by reading the object back and hashing it. An object that fails
-    /// the check is deleted, so a later run cannot take it for a good one.
+    /// Sends one part and checks what the server says it received: the SHA-256 it echoes,
+    /// or else its ETag against the part's MD5.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Bytes,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Part, S3Error> {
+        let len = bytes.len() as u64;
+        let body = bytes.clone();
+        let sha256: [u8; 32] = off_thread(move || Sha256::digest(&body).into()).await;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(bytes.clone()))
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&sha256))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.classify("UploadPart", key, e))?;
+        progress(len);
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let md5 = match out.checksum_sha256() {
+            Some(echoed) if echoed == b64(&sha256) => None,
+            Some(echoed) => {
+                return Err(S3Error::Integrity {
+                    bucket: self.name.clone(),
+                    key: key.to_owned(),
+                    expected: format!("{} for part {number}", b64(&sha256)),
+                    actual: echoed.to_owned(),
+                });
+            }
+            // No checksum echoed: the ETag is S3's MD5 of the part, when it is one.
+            None => Some(off_thread(move || Md5::digest(&bytes).into()).await),
+        };
+        Ok(Part { number, etag, sha256, md5 })
+    }
+
+    /// Reads back what S3 stored and compares it with what gantry computed: the
+    /// checksum when the endpoint keeps one; else the multipart ETag, when every part's
+    /// ETag was its MD5; else the object's bytes, read back and hashed. An object that
+    /// fails the check is deleted, so a later run cannot take it for a good one.
     async fn verify(
         &self,
         key: &str,
         file: &LocalFile<'_>,
-        expected: &str,
+        expected: &Expected,
         version_id: Option<&str>,
     ) -> Result<String, S3Error> {
         let remote = self.head(key).await?;
         let (ok, actual) = match remote {
             None => (false, "(no object)".to_owned()),
             Some(r) if r.size != file.size => (false, format!("{} bytes instead of {}", r.size, file.size)),
-            Some(Remote { checksum_sha256: Some(c), .. }) => (same_checksum(&c, expected), c),
+            Some(Remote { checksum_sha256: Some(c), .. }) => (same_checksum(&c, &expected.checksum), c),
+            Some(Remote { etag: Some(etag), .. })
+                if expected.etag.as_deref().is_some_and(|e| e == etag.trim_matches('"')) =>
+            {
+                tracing::debug!(key, etag, "the endpoint keeps no checksum: verified by the parts' and object's ETags");
+                (true, format!("ETag {}", etag.trim_matches('"')))
+            }
             Some(_) => {
                 tracing::debug!(key, "the endpoint keeps no checksum: verifying by reading the object back");
                 let digest = self.read_back_sha256(key).await?;
@@ -332,6 +443,11 @@ impl Bucket {
         if ok {
             return Ok(actual);
         }
+        Err(self.reject(key, version_id, &expected.checksum, actual).await)
+    }
+
+    /// Deletes an object that failed its check and says why.
+    async fn reject(&self, key: &str, version_id: Option<&str>, expected: &str, actual: String) -> S3Error {
         let mut delete = self.client.delete_object().bucket(&self.name).key(key);
         if let Some(version) = version_id {
             delete = delete.version_id(version);
@@ -339,12 +455,7 @@ impl Bucket {
         if let Err(e) = delete.send().await {
             tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not delete an object that failed its check");
         }
-        Err(S3Error::Integrity {
-            bucket: self.name.clone(),
-            key: key.to_owned(),
-            expected: expected.to_owned(),
-            actual,
-        })
+        S3Error::Integrity { bucket: self.name.clone(), key: key.to_owned(), expected: expected.to_owned(), actual }
     }
 
     /// SHA-256 of the object's bytes as the endpoint serves them, streamed.
@@ -448,6 +559,18 @@ struct Part {
     number: i32,
     etag: String,
     sha256: [u8; 32],
+    /// The part's MD5, when the server echoed no checksum and its ETag is to be checked.
+    md5: Option<[u8; 16]>,
+}
+
+/// What a stored object must show, as gantry computed it from the bytes it sent.
+#[derive(Debug)]
+struct Expected {
+    /// Base64 SHA-256 of the object, or the composite `...-N` of a multipart one.
+    checksum: String,
+    /// The multipart ETag (hex MD5 of the parts' MD5s, `-N`), when every part's ETag was
+    /// found to be its MD5: the check for endpoints that keep no multipart checksum.
+    etag: Option<String>,
 }
 
 fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
@@ -470,6 +593,12 @@ pub fn part_size(size: u64) -> u64 {
     needed.max(MIN_PART)
 }
 
+/// Parts in flight for parts of `part_size` bytes: `PART_CONCURRENCY` of `MIN_PART`, fewer
+/// of larger ones (files over 78 GiB), at least one.
+fn concurrency(part_size: u64) -> usize {
+    usize::try_from(PART_CONCURRENCY as u64 * MIN_PART / part_size).unwrap_or(1).clamp(1, PART_CONCURRENCY)
+}
+
 /// The checksum S3 gives a multipart object: SHA-256 of the parts' digests, `-N`.
 fn composite_checksum(parts: &[Part]) -> String {
     let mut hasher = Sha256::new();
@@ -485,37 +614,51 @@ fn same_checksum(actual: &str, expected: &str) -> bool {
     actual == expected || base(actual) == base(expected)
 }
 
-/// A streamed body over `len` bytes of `path` from `offset`; the SDK can re-open it to retry.
-async fn file_range(path: &Path, offset: u64, len: u64) -> Result<ByteStream, S3Error> {
-    ByteStream::read_from()
-        .path(path)
-        .offset(offset)
-        .length(Length::Exact(len))
-        .build()
-        .await
-        .map_err(|e| S3Error::Read { path: path.to_owned(), source: std::io::Error::other(e) })
+/// The multipart ETag S3 gives an object whose parts' ETags are their MD5s: the MD5 of
+/// the parts' MD5s, `-N`. `None` when some part's ETag was not its MD5 (or not checked
+/// because the server echoed its checksum).
+fn multipart_etag(parts: &[Part]) -> Option<String> {
+    let mut hasher = Md5::new();
+    for part in parts {
+        let md5 = part.md5?;
+        if part.etag.trim_matches('"') != hex(&md5) {
+            return None;
+        }
+        hasher.update(md5);
+    }
+    Some(format!("{}-{}", hex(&hasher.finalize()), parts.len()))
 }
 
-/// SHA-256 of `len` bytes of `path` from `offset`, read off the async threads.
-async fn hash_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32], S3Error> {
+/// `len` bytes of `path` from `offset`, read off the async threads.
+async fn read_range(path: &Path, offset: u64, len: u64) -> Result<Bytes, S3Error> {
     let owned = path.to_owned();
     let read_err = |source| S3Error::Read { path: path.to_owned(), source };
-    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = std::fs::File::open(&owned)?;
         file.seek(SeekFrom::Start(offset))?;
-        crate::package::hash_reader(&mut file.take(len)).map(|(_, digest)| digest)
+        let mut buf = Vec::with_capacity(usize::try_from(len).expect("a part fits in memory"));
+        file.take(len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(Bytes::from(buf))
     })
     .await
     .map_err(|e| read_err(std::io::Error::other(e)))?
     .map_err(read_err)
 }
 
+/// Runs CPU-bound work (hashing) off the async threads.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.expect("hashing does not panic")
+}
+
 pub fn b64(digest: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
-pub fn hex(digest: &[u8; 32]) -> String {
+pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -547,15 +690,22 @@ mod tests {
 
     #[test]
     fn parts_are_large_enough_and_few_enough() {
-        assert_eq!(part_size(100 << 20), 16 << 20);
+        assert_eq!(part_size(100 << 20), 8 << 20);
         let huge = 5u64 << 40; // 5 TiB, S3's largest object
         assert!(huge.div_ceil(part_size(huge)) <= MAX_PARTS);
         assert_eq!(part_size(huge) % (1 << 20), 0);
+        assert_eq!(concurrency(part_size(5 << 30)), PART_CONCURRENCY);
+        assert_eq!(concurrency(part_size(huge)), 1, "huge parts go one at a time");
     }
 
     #[test]
     fn composite_checksum_is_the_hash_of_part_hashes() {
-        let part = |n: i32, data: &[u8]| Part { number: n, etag: String::new(), sha256: Sha256::digest(data).into() };
+        let part = |n: i32, data: &[u8]| Part {
+            number: n,
+            etag: String::new(),
+            sha256: Sha256::digest(data).into(),
+            md5: None,
+        };
         let parts = [part(1, b"a"), part(2, b"b")];
         let mut h = Sha256::new();
         h.update(Sha256::digest(b"a"));
@@ -564,5 +714,26 @@ mod tests {
         assert!(same_checksum("abc=-2", "abc=-2"));
         assert!(same_checksum("abc=", "abc=-2"));
         assert!(!same_checksum("abd=-2", "abc=-2"));
+    }
+
+    #[test]
+    fn the_multipart_etag_is_the_md5_of_part_md5s_and_needs_every_part_proven() {
+        let part = |n: i32, data: &[u8], etag: Option<&str>| {
+            let md5: [u8; 16] = Md5::digest(data).into();
+            let etag = etag.map_or_else(|| format!("\"{}\"", hex(&md5)), str::to_owned);
+            Part { number: n, etag, sha256: [0; 32], md5: Some(md5) }
+        };
+        let mut h = Md5::new();
+        h.update(Md5::digest(b"a"));
+        h.update(Md5::digest(b"b"));
+        let expected = format!("{}-2", hex(&h.finalize()));
+        assert_eq!(multipart_etag(&[part(1, b"a", None), part(2, b"b", None)]), Some(expected));
+        // A part whose ETag is not the MD5 of the bytes sent proves nothing (corrupt, or an
+        // ETag of another kind): the object must then be read back.
+        let odd = part(2, b"b", Some("\"0123456789abcdef0123456789abcdef\""));
+        assert_eq!(multipart_etag(&[part(1, b"a", None), odd]), None);
+        // A part checked by its echoed checksum has no MD5: no ETag to expect.
+        let echoed = Part { md5: None, ..part(2, b"b", None) };
+        assert_eq!(multipart_etag(&[part(1, b"a", None), echoed]), None);
     }
 }

@@ -23,6 +23,13 @@ pub struct Faults {
     pub corrupt_checksums: bool,
     /// Answers every request as S3 does for an unknown access key (403 InvalidAccessKeyId).
     pub deny: bool,
+    /// After the resets and stalls, the next `flips` connections to carry `after_bytes`
+    /// have the byte there changed on its way to the server (a part body corrupted in
+    /// transit), and are otherwise left alone.
+    pub flips: usize,
+    /// Hides every checksum in the server's answers (`x-amz-checksum-*` headers and
+    /// `<Checksum...>` XML elements are renamed), as a server that keeps none would answer.
+    pub strip_checksums: bool,
 }
 
 const DENIED: &str = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n\
@@ -100,6 +107,7 @@ enum Fault {
     None,
     Reset,
     Stall(Duration),
+    Flip,
 }
 
 fn take_fault(f: &mut Faults) -> Fault {
@@ -109,6 +117,9 @@ fn take_fault(f: &mut Faults) -> Fault {
     } else if f.stalls > 0 {
         f.stalls -= 1;
         Fault::Stall(f.stall_for)
+    } else if f.flips > 0 {
+        f.flips -= 1;
+        Fault::Flip
     } else {
         Fault::None
     }
@@ -117,8 +128,21 @@ fn take_fault(f: &mut Faults) -> Fault {
 fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (mut s_read, mut c_write) = (server, client);
+    let answers = Arc::clone(&state);
     let back = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match s_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if answers.lock().unwrap().faults.strip_checksums {
+                hide_checksums(&mut buf[..n]);
+            }
+            if c_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = c_write.shutdown(Shutdown::Both);
     });
     let mut buf = vec![0; 64 * 1024];
@@ -136,7 +160,9 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
         let after = state.lock().unwrap().faults.after_bytes;
         if after > 0 && sent + n > after && sent <= after {
             let fault = take_fault(&mut state.lock().unwrap().faults);
-            if !matches!(fault, Fault::None) {
+            if let Fault::Flip = fault {
+                buf[after - sent] ^= 0x01;
+            } else if !matches!(fault, Fault::None) {
                 let _ = s_write.write_all(&buf[..after - sent]);
                 if let Fault::Stall(pause) = fault {
                     std::thread::sleep(pause);
@@ -185,6 +211,25 @@ fn corrupt_checksum_headers(bytes: &mut [u8]) {
             i = v;
         }
         i += 1;
+    }
+}
+
+/// Renames `x-amz-checksum-` headers and `<Checksum`/`</Checksum` elements in place (same
+/// lengths), so the client finds no checksum in the answer. A name split across two
+/// reads is missed; the answers that carry checksums are small.
+fn hide_checksums(bytes: &mut [u8]) {
+    for pattern in [&b"x-amz-checksum-"[..], b"<Checksum", b"</Checksum"] {
+        let mut i = 0;
+        while i + pattern.len() <= bytes.len() {
+            if bytes[i..i + pattern.len()].eq_ignore_ascii_case(pattern) {
+                // `checksum` becomes `checksxm`
+                let u = pattern.iter().rposition(|&b| b == b'u').expect("the pattern has a u");
+                bytes[i + u] = b'x';
+                i += pattern.len();
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 

@@ -346,3 +346,40 @@ fn credentials_the_endpoint_refuses_are_named_with_a_hint() {
     assert!(stderr.contains("hint: check the AWS credentials"), "{stderr}");
     assert!(!stderr.contains("testing"), "no credential appears in the output: {stderr}");
 }
+
+#[test]
+fn without_server_checksums_multipart_uploads_are_checked_by_etag_and_corruption_is_caught() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "8.0.0", 40 << 20, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    // The server keeps no checksum (as s3s-fs for multipart objects), and one byte of a
+    // part is changed on its way there: the part's ETag is then not the MD5 gantry
+    // computed, so gantry reads the object back, finds the difference, and deletes it.
+    proxy.set_faults(Faults { strip_checksums: true, flips: 1, after_bytes: 1_000_000, ..Faults::default() });
+    let out = publish(dir.path(), &proxy.url(), &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("blob-8.0.0.zip does not hold what was uploaded"), "{stderr}");
+    assert!(stderr.contains("(read back)"), "{stderr}");
+    assert!(stderr.contains("release.json was not written"), "{stderr}");
+    let stored = keys(s, &bucket);
+    assert!(!stored.iter().any(|k| k.ends_with("release.json") || k.contains("blob")), "{stored:?}");
+
+    // Intact, the same upload is proven by ETags (each part's is the MD5 of the bytes sent,
+    // the object's the MD5 of those): nothing is read back.
+    proxy.set_faults(Faults { strip_checksums: true, ..Faults::default() });
+    proxy.clear();
+    publish(dir.path(), &proxy.url(), &[]).success();
+    // (The small objects, sent whole, are read back: this server shows no checksum at all.)
+    let gets: Vec<String> = proxy.requests().into_iter().filter(|r| r.starts_with("GET ")).collect();
+    let blob = "/releases/shop/8.0.0/blob-8.0.0.zip?x-id=GetObject";
+    assert!(gets.iter().all(|r| !r.contains(blob)), "verified without reading back: {gets:?}");
+    assert!(gets.iter().any(|r| r.contains("/releases/shop/8.0.0/SHA256SUMS?x-id=GetObject")), "{gets:?}");
+    let stored = Command::new(&s.aws_cli)
+        .args(["s3", "cp", &format!("s3://{bucket}/releases/shop/8.0.0/blob-8.0.0.zip"), "-"])
+        .envs(aws_env(s))
+        .output()
+        .unwrap();
+    assert!(stored.stdout == std::fs::read(dir.path().join("dist/blob-8.0.0.zip")).unwrap(), "stored whole");
+}
