@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark `gantry deploy` on the `local` target under load, in one run.
 
-  scripts/bench_deploy.py [--runs N] [--rate RPS] [--replicas N] [--gantry PATH] [--work DIR] [--markdown FILE]
+  scripts/bench_deploy.py [--runs N] [--rate RPS] [--connections C] [--replicas N] [--gantry PATH] [--work DIR] [--markdown FILE]
 
 Copies examples/hello to WORK/deploy/hello, deploys a first release to its local target
 (N replicas of the Python example app behind gantry's own nginx, on a free loopback port),
 then, in each of N rounds, one deploy of each scenario, alternating:
 
 - `rolling` (batch 1), `blue-green` (bake 2s) and `canary` (10, 50, 100; bake 2s) deploys of
-  a good release, each under a steady RPS requests/s from `hey` (-c 20 workers, each
-  throttled to RPS/20) through nginx. Failed requests are hey's non-2xx responses plus its
+  a good release, each under a steady RPS requests/s from `hey` (-c C workers, each
+  throttled to RPS/C; 50 by default, so a worker keeps up with up to 100 ms latency) through nginx. Failed requests are hey's non-2xx responses plus its
   errors (connection resets, timeouts); the achieved rate is hey's requests/s.
 - `blue-green` of a release whose health fails 4 s after start (DEMO_FAIL_AFTER=4), so it
   fails during the bake, under the same load: rollback time from the first failed health
@@ -42,7 +42,6 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONNECTIONS = 20
 INTERVAL_S, UNHEALTHY = 0.5, 2
 CANARY_SHARE = 10
 
@@ -143,8 +142,8 @@ def parse_hey(text: str) -> dict:
 
 
 class Bench:
-    def __init__(self, gantry: str, work: Path, replicas: int, rate: int):
-        self.gantry, self.replicas, self.rate = gantry, replicas, rate
+    def __init__(self, gantry: str, work: Path, replicas: int, rate: int, connections: int):
+        self.gantry, self.replicas, self.rate, self.connections = gantry, replicas, rate, connections
         self.project = work / "hello"
         shutil.rmtree(self.project, ignore_errors=True)
         shutil.copytree(ROOT / "examples/hello", self.project, ignore=shutil.ignore_patterns("dist", ".gantry"))
@@ -166,9 +165,9 @@ class Bench:
         subprocess.run([self.gantry, "package", "-q", "--version", version], cwd=self.project, env=build_env, check=True)
         hey = None
         if load:
-            per_worker = self.rate / CONNECTIONS
+            per_worker = self.rate / self.connections
             hey = subprocess.Popen(
-                ["hey", "-z", "600s", "-c", str(CONNECTIONS), "-q", f"{per_worker:g}", f"{self.url}/"],
+                ["hey", "-z", "600s", "-c", str(self.connections), "-q", f"{per_worker:g}", f"{self.url}/"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             time.sleep(1)
@@ -210,6 +209,29 @@ class Bench:
         return result
 
 
+def app_start(app: Path, replicas: int) -> float:
+    """Seconds until `replicas` copies of the example app, started at once without gantry,
+    all accept connections: the part of start-new that is the app's own start-up."""
+    ports = [free_port_pair() for _ in range(replicas)]
+    began = time.time()
+    procs = [subprocess.Popen([sys.executable, "server.py"], cwd=app, env={**os.environ, "PORT": str(port)},
+                              stderr=subprocess.DEVNULL) for port in ports]
+    pending = set(ports)
+    while pending and time.time() - began < 30:
+        for port in list(pending):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                pending.discard(port)
+            except OSError:
+                pass
+        time.sleep(0.01)
+    took = time.time() - began
+    for proc in procs:
+        proc.terminate()
+        proc.wait()
+    return took
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -222,6 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=int, default=500, help="requests/s hey sends during each deploy")
+    parser.add_argument("--connections", type=int, default=50, help="hey's workers, each throttled to RATE/C")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--gantry", default="target/release/gantry")
     parser.add_argument("--work", default="bench-out")
@@ -233,7 +256,7 @@ def main() -> None:
     gantry = str(Path(args.gantry).resolve())
     work = Path(args.work).resolve() / "deploy"
     work.mkdir(parents=True, exist_ok=True)
-    bench = Bench(gantry, work, args.replicas, args.rate)
+    bench = Bench(gantry, work, args.replicas, args.rate, args.connections)
     good = ["rolling", "blue-green", "canary"]
     results: dict[str, list[dict]] = {name: [] for name in good + ["blue-green-fail", "canary-fail", "overhead"]}
     began = time.time()
@@ -261,6 +284,7 @@ def main() -> None:
                   f"->rollback finished {r.get('to_rollback_finished', float('nan')):.2f}s, "
                   f"{r['hey']['failed']} failed of {r['hey']['requests']}", file=sys.stderr)
             r = bench.deploy("blue-green")
+            r["app_start"] = app_start(bench.project / "app", args.replicas)
             results["overhead"].append(r)
             print(f"run {i + 1} overhead: {(r['elapsed_ms'] - r['health_ms']) / 1000:.2f}s "
                   f"(elapsed {r['elapsed_ms'] / 1000:.2f}s, health {r['health_ms'] / 1000:.2f}s)", file=sys.stderr)
@@ -274,7 +298,7 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
     budget = UNHEALTHY * INTERVAL_S + 1
     lines = [
         f"App: examples/hello (Python `ThreadingHTTPServer`), {args.replicas} replicas behind gantry's nginx "
-        f"(1 worker) on loopback; load: `hey -c {CONNECTIONS} -q {args.rate / CONNECTIONS:g}` (target "
+        f"(1 worker) on loopback; load: `hey -c {args.connections} -q {args.rate / args.connections:g}` (target "
         f"{args.rate} requests/s) from 1 s before each deploy to 0.5 s after; health every 500 ms, 3 to pass, "
         f"2 to fail; drain 1 s (default); {os.cpu_count()} cores, shared with hey, nginx and the replicas; "
         f"{args.runs} rounds, each deploying every scenario in turn ({took / 60:.1f} min in all).",
@@ -346,6 +370,24 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
         f"reloads, and the retire phase, which includes the 1 s drain. Under the load above: median "
         f"{median(loaded):.2f} s ({fmt(loaded)}).",
     ]
+    phases: dict[str, list[float]] = {}
+    for r in results["overhead"]:
+        in_phases = 0.0
+        for e in r["events"]:
+            if e["event"] == "phase-finished":
+                phases.setdefault(e["phase"], []).append(e["elapsed_ms"] / 1000)
+                in_phases += e["elapsed_ms"] / 1000
+        phases.setdefault("between phases (ledger writes, events)", []).append(r["elapsed_ms"] / 1000 - in_phases)
+    lines += ["", "Where the no-load blue-green's time goes (median per phase; gate-new and bake are the configured "
+              "windows):", "", "| phase | median | runs (s) |", "|---|---|---|"]
+    lines += [f"| {name} | {median(v):.2f} s | {fmt(v)} |" for name, v in phases.items()]
+    starts = [r["app_start"] for r in results["overhead"] if "app_start" in r]
+    no_drain = [o - 1 for o in over]
+    lines += ["", f"{args.replicas} replicas of the app alone, started at once without gantry right after each of "
+              f"these deploys, take median {median(starts):.2f} s ({fmt(starts)}) to accept connections. Without the "
+              f"1 s drain, the overhead is median {median(no_drain):.2f} s; without the drain and the app's own "
+              f"start-up, median {median([o - a for o, a in zip(no_drain, starts)]):.2f} s "
+              f"({fmt([o - a for o, a in zip(no_drain, starts)])})."]
     print("\n".join(lines))
     if args.markdown:
         with open(args.markdown, "a") as f:
