@@ -358,6 +358,8 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
             f"| {r.get('to_rollback_finished', float('nan')):.2f} s "
             f"| {r['hey']['failed']} | {sent:.0f} | {share:.0f} | {'yes' if r['hey']['failed'] < share else 'no'} |"
         )
+    lines += ["", "The poller reaches a 10% canary in about 1 request of 10, so its \"last answer\" is coarse there; a "
+              "negative figure means it saw no answer from the canary after the first failed check."]
     over = [(r["elapsed_ms"] - r["health_ms"]) / 1000 for r in results["overhead"]]
     elapsed = [r["elapsed_ms"] / 1000 for r in results["overhead"]]
     health = [r["health_ms"] / 1000 for r in results["overhead"]]
