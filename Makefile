@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build release demo test lint fmt ci bench bench-memory bench-image schema install clean
+.PHONY: all build release demo deploy test lint fmt ci bench bench-memory bench-image bench-deploy schema install clean
 
 all: build
 
@@ -12,11 +12,17 @@ build:
 release:
 	$(CARGO) build --locked --release
 
-# Packages the example app in examples/hello twice, in two folders, and shows the
-# archives are byte-identical. Installs what it needs on a fresh machine.
+# Deploys the example app in examples/hello to the local target (nginx + replicas): v1, then
+# v2 blue-green under load from hey, then a broken v3 that is rolled back by itself.
+# Installs what it needs on a fresh machine; works on a temp copy and stops what it started.
 demo:
 	scripts/bootstrap
 	scripts/demo.sh
+
+# Packages the example project's working tree and deploys it to $(ENV) (examples/hello/Makefile).
+ENV ?= dev
+deploy: build
+	$(MAKE) -C examples/hello deploy ENV=$(ENV) GANTRY=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gantry
 
 # Every test: unit tests and the integration tests in tests/it.
 test:
@@ -43,6 +49,12 @@ bench-memory: release
 # (scripts/test-services starts it, and moto for the ECR token), then unchanged re-pushes.
 bench-image: release
 	python3 scripts/bench_image.py --markdown docs/benchmarks.md
+
+# Under steady load from hey through nginx: rolling, blue-green and canary deploys of a good
+# release, rollback time of a release whose health fails, failed requests during a failing
+# canary, and the engine's overhead on a 4-replica blue-green.
+bench-deploy: release
+	python3 scripts/bench_deploy.py --markdown docs/benchmarks.md
 
 # Regenerates schema/gantry.schema.json from the config types.
 schema:

@@ -242,7 +242,9 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                     self.gate(&target_name, &phase, url, Mode::UntilHealthy, deadline).await
                 }
                 Step::Bake { duration } | Step::KeepPrevious { duration } => {
-                    let url = self.target.public_url();
+                    // The new version's own endpoint: at a canary's 10% the live one reaches it in 1
+                    // check of 10, so a failing canary would seldom fail twice in a row there.
+                    let url = if preview.is_empty() { self.target.public_url() } else { preview.clone() };
                     self.gate(&target_name, &phase, url, Mode::Watch(*duration), deadline + *duration).await
                 }
                 Step::Shift { percent } => {

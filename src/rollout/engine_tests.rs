@@ -261,6 +261,23 @@ async fn a_canary_that_sickens_at_50_percent_skips_the_rest_and_is_rolled_back_w
 }
 
 #[tokio::test(start_paused = true)]
+async fn bakes_watch_the_new_version_on_its_own_endpoint() {
+    let world = world();
+    let run = deploy(&world, &plan::steps(&canary(), 2), None).await;
+    assert_eq!(run.outcome, Outcome::Succeeded);
+    let bake_urls: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Health { phase, url, .. } if phase == "bake" => Some(url.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(!bake_urls.is_empty());
+    assert!(bake_urls.iter().all(|u| u.starts_with("http://preview")), "{bake_urls:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_new_version_that_never_gets_healthy_gets_no_traffic() {
     let world = world();
     world.borrow_mut().new_unhealthy_from = Some(0);

@@ -22,7 +22,7 @@ pub enum Step {
     Shift { percent: u8 },
     /// Rolling: users are served by every new replica and `old` stable ones; the rest are drained.
     Replace { old: u32 },
-    /// Watch the health of what users reach for this long; consecutive failures fail it.
+    /// Watch the new version's health on its own endpoint for this long; consecutive failures fail it.
     #[serde(rename = "bake")]
     Bake {
         #[serde(with = "humantime_serde_secs")]
@@ -68,7 +68,10 @@ impl Step {
                 format!("serve users from the new replicas and {old} old one(s); drain and stop the rest")
             }
             Self::Bake { duration } => {
-                format!("bake for {}: watch health of the live endpoint", humantime::format_duration(*duration))
+                format!(
+                    "bake for {}: watch the new version's health on its own endpoint",
+                    humantime::format_duration(*duration)
+                )
             }
             Self::GateLive => "health-gate the live endpoint".into(),
             Self::KeepPrevious { duration } => format!(

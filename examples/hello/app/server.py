@@ -6,6 +6,7 @@ Serves on 127.0.0.1:$PORT (default 8000):
   GET /version   -> {"version": "<version>"}
   GET /healthz   -> 200 "ok", or 503 when the build is marked broken, after
                     FAIL_AFTER seconds (build_info.json), or after POST /fail.
+                    With fail_all, every path answers 503 once health fails.
 Its version and health behaviour come from build_info.json, written by build.py
 when gantry packages it.
 """
@@ -43,7 +44,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        if self.path == "/healthz":
+        if INFO.get("fail_all") is True and not healthy():
+            self._send(503, "unhealthy\n")
+        elif self.path == "/healthz":
             if healthy():
                 self._send(200, "ok\n")
             else:
