@@ -368,7 +368,8 @@ pub struct LocalTarget {
     #[serde(default)]
     pub preview: Option<String>,
     /// How long to wait after a replica leaves nginx's upstream (and nginx's old workers
-    /// finished their requests) before stopping it. Default: 1s.
+    /// finished their requests, which is the drain itself) before stopping it, for apps that
+    /// finish work in the background. Default: 0s.
     #[serde(default)]
     pub drain: Option<Duration>,
 }

@@ -123,12 +123,13 @@ impl Folder {
 }
 
 /// Writes `name` in `dir` through a temp file and a rename, so readers see the old or the
-/// new content, never a part.
+/// new content, never a part. Not fsync'd: a killed gantry loses nothing (the kernel has the
+/// write), and a machine that loses power loses its local target too; cloud environments keep
+/// their ledger in S3.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::with_prefix_in(format!(".{name}."), dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
 }

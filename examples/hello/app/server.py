@@ -70,9 +70,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    # The default backlog of 5 makes connections wait for a SYN retry (1 s) under load.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = Server(("127.0.0.1", port), Handler)
     print(f"hello {VERSION} listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

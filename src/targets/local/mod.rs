@@ -30,7 +30,9 @@ use crate::targets::{Live, LiveVersion, Release, Target, TargetError};
 
 /// How long a new replica has to accept TCP connections on its port.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+/// Extra wait after the drain: none by default, since every request reaches a replica through
+/// nginx, and nginx's old workers have finished their requests before a replica is stopped.
+const DEFAULT_DRAIN: Duration = Duration::ZERO;
 /// Replicas started on a port that another process took first are started again on
 /// another port, this many times in all.
 const PORT_ATTEMPTS: u32 = 3;
