@@ -408,7 +408,12 @@ pub(crate) fn user() -> String {
     {
         return format!("{actor} (GitHub Actions)");
     }
-    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let name = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
     format!("{name}@{}", engine::hostname())
 }
 
