@@ -26,8 +26,21 @@ const COMMANDS: &[&[&str]] = &[
 ];
 
 /// Commands built so far; every other command must refuse, never fake a success.
-const AVAILABLE: &[&str] =
-    &["init", "package", "publish", "image", "completions", "plan", "deploy", "rollback", "status", "history"];
+const AVAILABLE: &[&str] = &[
+    "init",
+    "package",
+    "publish",
+    "image",
+    "completions",
+    "plan",
+    "deploy",
+    "rollback",
+    "status",
+    "history",
+    "pipeline",
+    "approve",
+    "reject",
+];
 
 fn not_yet() -> impl Iterator<Item = &'static [&'static str]> {
     COMMANDS.iter().copied().filter(|c| !AVAILABLE.contains(&c[0]))

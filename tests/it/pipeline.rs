@@ -90,3 +90,269 @@ fn the_aws_cli_reads_the_emulator() {
     assert_eq!(code, Some(0));
     assert!(out.contains("\"Succeeded\"") && out.contains("1.2.3"), "{out}");
 }
+
+/// A project whose `stg` (no approval) and `prd` (approval required) environments use
+/// pipelines on their own emulator.
+struct Project {
+    dir: tempfile::TempDir,
+    emu: Emulator,
+    prd: String,
+    stg: String,
+}
+
+impl Project {
+    fn new() -> Self {
+        let emu = Emulator::start();
+        let (prd, stg) = (unique("prd"), unique("stg"));
+        emu.create_standard(&spec(&prd, true));
+        emu.create_standard(&spec(&stg, false));
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[project]\nname = \"hello\"\n\n[environments.stg]\nregion = \"us-east-1\"\npipeline = \"{stg}\"\n\n\
+             [environments.prd]\nregion = \"us-east-1\"\npipeline = \"{prd}\"\napproval = \"required\"\n"
+        );
+        std::fs::write(dir.path().join("gantry.toml"), config).unwrap();
+        Self { dir, emu, prd, stg }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = crate::services::aws_env(services());
+        env.push(("AWS_ENDPOINT_URL_CODEPIPELINE", self.emu.url.clone()));
+        env.push(("GANTRY_PIPELINE_POLL", "10ms".into()));
+        env.push(("GANTRY_AWS_MAX_ATTEMPTS", "1".into()));
+        env
+    }
+
+    fn gantry(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        crate::support::gantry(self.dir.path()).args(args).envs(self.env()).assert()
+    }
+
+    /// A gantry process left running (for `watch`).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+            .current_dir(self.dir.path())
+            .args(args)
+            .envs(self.env())
+            .env_remove("GANTRY_ENV")
+            .env_remove("GITHUB_ACTIONS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn waiting_for_approval(&self, id: &str) {
+        let name = self.prd.clone();
+        self.emu.wait_until("the approval waits", |s| {
+            s.execution(&name, id).is_some_and(|e| e.actions[1].run.as_ref().is_some_and(|r| r.token.is_some()))
+        });
+    }
+}
+
+fn output(child: std::process::Child) -> (Option<i32>, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_slice(&a.get_output().stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn start_watch_approve_and_the_watch_reports_the_wait_apart() {
+    let p = Project::new();
+    let started = p.gantry(&["pipeline", "start", "--env", "prd", "--version", "1.2.3", "--output", "json"]).success();
+    let started = json(&started);
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (started["pipeline"].as_str(), started["version"].as_str(), started["pinned"].as_bool()),
+        (Some(p.prd.as_str()), Some("1.2.3"), Some(true))
+    );
+    assert_eq!(p.emu.state().execution(&p.prd, &id).unwrap().variables["version"], "1.2.3");
+
+    let watch = p.spawn(&["pipeline", "watch", "--env", "prd"]);
+    p.waiting_for_approval(&id);
+    let approved = p
+        .gantry(&["approve", "--env", "prd", "--execution", &id, "--comment", "looks good", "--output", "json"])
+        .success();
+    let approved = json(&approved);
+    assert_eq!(approved["decision"], "approved");
+    assert_eq!(approved["version"], "1.2.3");
+    let arn = approved["by"]["arn"].as_str().expect("the caller's ARN from STS").to_owned();
+    assert!(arn.starts_with("arn:aws:sts::123456789012:"), "{arn}");
+    let (code, _, err) = output(watch);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("to approve: gantry approve --env prd --execution {id}")), "{err}");
+    for line in
+        ["Succeeded Source/Release", "Approved Approval/Approve", "Succeeded Deploy/Deploy", "waiting for approval)"]
+    {
+        assert_eq!(err.matches(line).count(), 1, "`{line}` once in:\n{err}");
+    }
+    assert!(err.contains(&format!("execution {id} Succeeded")), "{err}");
+    let state = p.emu.state();
+    let summary = state.execution(&p.prd, &id).unwrap().actions[1].run.as_ref().unwrap().summary.clone().unwrap();
+    assert!(summary.contains(&arn) && summary.contains("1.2.3") && summary.contains("looks good"), "{summary}");
+}
+
+#[test]
+fn a_failed_action_shows_its_error_and_log_link_and_exits_1() {
+    let p = Project::new();
+    p.emu.state().faults.fail_action.insert(
+        (p.stg.clone(), "Deploy".into()),
+        ("Build failed: health gate failed on api".into(), "https://logs.example/build/42".into()),
+    );
+    let id = p.emu.trigger(&p.stg, Default::default());
+    let out = p.gantry(&["pipeline", "watch", "--env", "stg", "--execution", &id]).code(1);
+    let err = stderr(&out);
+    assert!(err.contains("Failed Deploy/Deploy after"), "{err}");
+    assert!(err.contains("health gate failed on api") && err.contains("https://logs.example/build/42"), "{err}");
+    assert!(err.contains(&format!("execution {id} of `{}` failed at Deploy/Deploy", p.stg)), "{err}");
+}
+
+#[test]
+fn superseded_rejected_and_stopped_executions_are_named_so() {
+    let p = Project::new();
+    // Superseded while waiting for approval.
+    let id = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&id);
+    let watch = p.spawn(&["pipeline", "watch", "--env", "prd", "--execution", &id]);
+    p.emu.wait_until("watch polls", |s| s.requests.iter().filter(|r| r.ends_with("ListActionExecutions")).count() > 0);
+    p.emu.state().supersede(&p.prd, &id);
+    let (code, _, err) = output(watch);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("was superseded by a newer execution"), "{err}");
+    assert!(err.contains("Abandoned Approval/Approve"), "{err}");
+
+    // Rejected: `reject` succeeds, the watch exits 5.
+    let id = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&id);
+    p.gantry(&["reject", "--env", "prd", "--comment", "not today"]).success();
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", &id]).code(5);
+    assert!(stderr(&out).contains("Rejected"), "{}", stderr(&out));
+
+    // Stopped through the API.
+    let id = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&id);
+    p.emu
+        .state()
+        .handle(
+            "StopPipelineExecution",
+            &serde_json::json!({"pipelineName": p.prd, "pipelineExecutionId": id, "abandon": true}),
+        )
+        .unwrap();
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", &id]).code(1);
+    assert!(stderr(&out).contains("was stopped"), "{}", stderr(&out));
+}
+
+#[test]
+fn approve_with_nothing_pending_or_for_another_execution_exits_5() {
+    let p = Project::new();
+    let out = p.gantry(&["approve", "--env", "prd"]).code(5);
+    assert!(
+        stderr(&out).contains(&format!("no manual approval is waiting in pipeline `{}`", p.prd)),
+        "{}",
+        stderr(&out)
+    );
+    let first = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&first);
+    // A second execution waits at the Approval stage's entrance while the first holds it.
+    let second = p.emu.trigger(&p.prd, Default::default());
+    let name = p.prd.clone();
+    p.emu.wait_until("the second waits", |s| {
+        s.execution(&name, &second).is_some_and(|e| e.actions[0].run.as_ref().is_some_and(|r| r.status == "Succeeded"))
+    });
+    let out = p.gantry(&["approve", "--env", "prd", "--execution", &second]).code(5);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("belongs to execution {first}, not {second}"))
+            && err.contains(&format!("--execution {first}")),
+        "{err}"
+    );
+    // A third arriving there supersedes the second (SUPERSEDED mode).
+    let third = p.emu.trigger(&p.prd, Default::default());
+    p.emu.wait_until("the second is superseded", |s| {
+        s.execution(&name, &second).is_some_and(|e| e.status == "Superseded")
+    });
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", &second]).code(1);
+    assert!(stderr(&out).contains("was superseded"), "{}", stderr(&out));
+    assert_eq!(p.emu.state().execution(&name, &third).unwrap().status, "InProgress");
+    let out = p.gantry(&["approve", "--env", "prd", "--execution", "00000000-0000-0000-0000-000000000000"]).code(1);
+    assert!(stderr(&out).contains("has no execution"), "{}", stderr(&out));
+}
+
+#[test]
+fn watch_rides_out_throttling_and_dropped_connections_without_double_reporting() {
+    let p = Project::new();
+    let id = p.emu.trigger(&p.stg, Default::default());
+    {
+        let mut s = p.emu.state();
+        s.faults.throttle.insert("GetPipelineExecution".into(), 2);
+        s.faults.throttle.insert("ListActionExecutions".into(), 1);
+        s.faults.drop_connections = 2;
+    }
+    let out = p.gantry(&["pipeline", "watch", "--env", "stg", "--execution", &id]).success();
+    let err = stderr(&out);
+    assert!(err.contains("throttled") && err.contains("trying again"), "{err}");
+    for line in ["Succeeded Source/Release", "Succeeded Deploy/Deploy"] {
+        assert_eq!(err.matches(line).count(), 1, "`{line}` once in:\n{err}");
+    }
+    assert_eq!(p.emu.state().faults.drop_connections, 0, "the drops happened");
+}
+
+#[test]
+fn unknown_pipeline_or_execution_and_a_timeout_fail_clearly() {
+    let p = Project::new();
+    p.emu.state().pipelines.remove(&p.stg);
+    let out = p.gantry(&["pipeline", "status", "--env", "stg"]).code(1);
+    assert!(stderr(&out).contains(&format!("pipeline `{}` does not exist", p.stg)), "{}", stderr(&out));
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd"]).code(1);
+    assert!(stderr(&out).contains("has no executions yet"), "{}", stderr(&out));
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", "nope"]).code(1);
+    assert!(stderr(&out).contains(&format!("pipeline `{}` has no execution `nope`", p.prd)), "{}", stderr(&out));
+    let id = p.emu.trigger(&p.prd, Default::default());
+    let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", &id, "--timeout", "300ms"]).code(1);
+    assert!(
+        stderr(&out).contains("gave up watching") && stderr(&out).contains("the pipeline goes on"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn ctrl_c_stops_watching_and_says_the_pipeline_goes_on() {
+    let p = Project::new();
+    let id = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&id);
+    let watch = p.spawn(&["pipeline", "watch", "--env", "prd", "--execution", &id]);
+    p.emu.wait_until("watch polls", |s| s.requests.iter().any(|r| r.ends_with("ListActionExecutions")));
+    std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
+    let (code, _, err) = output(watch);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains(&format!("stopped watching execution {id}; the pipeline goes on")), "{err}");
+    assert_eq!(p.emu.state().execution(&p.prd, &id).unwrap().status, "InProgress");
+}
+
+#[test]
+fn status_shows_executions_and_stages_as_a_table_or_json() {
+    let p = Project::new();
+    let id = p.emu.trigger(&p.prd, Default::default());
+    p.waiting_for_approval(&id);
+    let out = p.gantry(&["pipeline", "status", "--env", "prd", "--output", "json"]).success();
+    let status = json(&out);
+    assert_eq!(status["executions"][0]["id"], id.as_str());
+    assert_eq!(status["executions"][0]["status"], "InProgress");
+    assert_eq!(status["stages"][1]["stage"], "Approval");
+    assert_eq!(status["stages"][1]["actions"][0]["status"], "InProgress");
+    assert!(status["stages"][1]["actions"][0].get("token").is_none(), "tokens are not printed");
+    let out = p.gantry(&["pipeline", "status", "--env", "prd"]).success();
+    let table = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(table.contains("Approval") && table.contains("Approve: InProgress") && table.contains(&id), "{table}");
+}

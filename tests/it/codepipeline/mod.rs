@@ -83,10 +83,6 @@ impl Emulator {
         self.state().builds.insert(project.to_owned(), command);
     }
 
-    pub fn faults(&self) -> MutexGuard<'_, State> {
-        self.state()
-    }
-
     /// Waits (polling, up to 30 s) until `check` holds on the state.
     pub fn wait_until(&self, what: &str, check: impl Fn(&State) -> bool) {
         for _ in 0..6000 {

@@ -223,7 +223,18 @@ impl State {
         let token = self.id();
         let builds = self.builds.clone();
         let fail = self.faults.fail_action.clone();
-        let exec = &mut self.pipelines.get_mut(pipeline).unwrap().executions[index];
+        let blocked = self.blocked_at(pipeline, index);
+        let p = self.pipelines.get_mut(pipeline).unwrap();
+        if let Some(stage) = &blocked {
+            // SUPERSEDED mode: one execution waits at a stage's entrance; a newer one arriving
+            // there supersedes it.
+            let newer_waits = (index + 1..p.executions.len()).any(|j| blocked_at(p, j).as_ref() == Some(stage));
+            if newer_waits {
+                p.executions[index].finish("Superseded", None);
+            }
+            return;
+        }
+        let exec = &mut p.executions[index];
         let Some(pos) = exec.actions.iter().position(|a| a.run.as_ref().is_none_or(|r| r.status == "InProgress"))
         else {
             exec.finish("Succeeded", None);
@@ -336,6 +347,10 @@ impl State {
                 }
             }
         }
+    }
+
+    fn blocked_at(&self, pipeline: &str, index: usize) -> Option<String> {
+        blocked_at(&self.pipelines[pipeline], index)
     }
 
     /// Answers one operation.
@@ -522,6 +537,28 @@ impl Execution {
             }
         }
     }
+}
+
+/// The stage an execution waits to enter because another execution holds it: its next
+/// action is the first of a stage in which another execution has a running action.
+fn blocked_at(p: &Pipeline, index: usize) -> Option<String> {
+    let exec = &p.executions[index];
+    if exec.status != "InProgress" {
+        return None;
+    }
+    let pos = exec.actions.iter().position(|a| a.run.as_ref().is_none_or(|r| r.status == "InProgress"))?;
+    let next = &exec.actions[pos];
+    if next.run.is_some() || (pos > 0 && exec.actions[pos - 1].stage == next.stage) {
+        return None;
+    }
+    let held = p.executions.iter().enumerate().any(|(j, other)| {
+        j != index
+            && other
+                .actions
+                .iter()
+                .any(|a| a.stage == next.stage && a.run.as_ref().is_some_and(|r| r.status == "InProgress"))
+    });
+    held.then(|| next.stage.clone())
 }
 
 fn resolve(template: &str, exec_id: &str, variables: &BTreeMap<String, String>) -> String {
