@@ -32,8 +32,22 @@ impl Claim {
     }
 }
 
-/// For `deploy` and `rollback`: `Ok(None)` when the environment needs no approval,
-/// `Ok(Some(record))` with the approval to keep in the ledger, or the refusal.
+/// The call at the top of `deploy` and `rollback`: `Ok(None)` when the environment needs
+/// no approval (or is unknown: the command's own lookup reports that), `Ok(Some(record))`
+/// with the approval to keep in the ledger, or the refusal (exit 5).
+pub async fn require(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    version: Option<&str>,
+) -> Result<Option<serde_json::Value>, crate::Error> {
+    let Some((name, environment)) = env.and_then(|e| loaded.config.environments.iter().find(|(n, _)| n.as_str() == e))
+    else {
+        return Ok(None);
+    };
+    Ok(check(name.as_str(), environment, version).await?)
+}
+
+/// `require` for one resolved environment.
 pub async fn check(
     env_name: &str,
     env: &config::Environment,
@@ -66,7 +80,8 @@ pub async fn check(
     })
 }
 
-/// Checks the claim against the API; returns the approval to record.
+/// Checks the claim against the API; returns the approval to record. The order gives the
+/// most telling reason first: the approval, then the execution, the build, the version.
 pub async fn verify(
     pipeline: &Pipeline,
     execution: &str,
@@ -75,35 +90,32 @@ pub async fn verify(
 ) -> Result<Option<serde_json::Value>, PipelineError> {
     let refuse = |reason: String| PipelineError::Gate { env: String::new(), reason };
     let info = pipeline.execution(execution).await?;
+    let runs = pipeline.action_runs(execution).await?;
+    let approvals: Vec<&ActionRun> = runs.iter().filter(|r| r.is_approval()).collect();
+    let Some(approval) = approvals.iter().find(|r| r.status == "Succeeded") else {
+        return Err(refuse(match approvals.first() {
+            Some(r) => format!(
+                "the approval of execution {execution} is {}{}",
+                r.status,
+                r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            None => format!("execution {execution} passed no manual approval"),
+        }));
+    };
     if info.status != "InProgress" {
         return Err(refuse(format!("execution {execution} is {}, not running", info.status)));
     }
-    let runs = pipeline.action_runs(execution).await?;
     let deploy = runs
         .iter()
         .find(|r| r.status == "InProgress" && !r.is_approval() && r.external_id.as_deref() == Some(build))
         .ok_or_else(|| refuse(format!("build {build} is not a running action of execution {execution}")))?;
-    let approvals: Vec<&ActionRun> = runs.iter().filter(|r| r.is_approval()).collect();
-    let approval = match approvals.iter().find(|r| r.status == "Succeeded" && r.updated <= deploy.started) {
-        Some(a) => a,
-        None => {
-            let reason = match approvals.iter().find(|r| r.status != "Succeeded") {
-                Some(r) => format!(
-                    "the approval of execution {execution} is {}{}",
-                    r.status,
-                    r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-                ),
-                None => format!("execution {execution} passed no manual approval"),
-            };
-            return Err(refuse(reason));
-        }
-    };
+    if approval.updated > deploy.started {
+        return Err(refuse(format!("the approval of execution {execution} came after its deploy action started")));
+    }
     match info.version() {
-        Some(v) if v == version.trim_start_matches('v') || v == version => {}
+        Some(v) if v == version.trim_start_matches('v') => {}
         Some(v) => return Err(refuse(format!("execution {execution} was approved for release {v}, not {version}"))),
-        None => {
-            return Err(refuse(format!("execution {execution} names no release version (pipeline variable `version`)")));
-        }
+        None => return Err(refuse(format!("execution {execution} names no release (pipeline variable `version`)"))),
     }
     Ok(Some(serde_json::json!({
         "pipeline": pipeline.name,

@@ -356,3 +356,136 @@ fn status_shows_executions_and_stages_as_a_table_or_json() {
     let table = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(table.contains("Approval") && table.contains("Approve: InProgress") && table.contains(&id), "{table}");
 }
+
+/// Approves the waiting approval of `id` straight through the emulator's API.
+fn decide(p: &Project, id: &str, status: &str) {
+    let token = p.emu.state().execution(&p.prd, id).unwrap().actions[1].run.as_ref().unwrap().token.clone().unwrap();
+    let input = serde_json::json!({
+        "pipelineName": p.prd, "stageName": "Approval", "actionName": "Approve", "token": token,
+        "result": {"status": status, "summary": "by the test"}
+    });
+    p.emu.state().handle("PutApprovalResult", &input).unwrap();
+}
+
+/// An execution of `prd` for 1.2.3, approved, whose Deploy build is running (`sleep`);
+/// returns its id and the build id CodeBuild would set.
+fn deploying(p: &Project) -> (String, String) {
+    let build = crate::codepipeline::BuildCommand {
+        program: "sleep".into(),
+        args: vec!["30".into()],
+        dir: p.dir.path().to_owned(),
+        env: Vec::new(),
+    };
+    p.emu.set_build("deployer", build);
+    let id = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
+    p.waiting_for_approval(&id);
+    decide(p, &id, "Approved");
+    let name = p.prd.clone();
+    p.emu.wait_until("the deploy build runs", |s| s.execution(&name, &id).unwrap().actions[2].run.is_some());
+    let build =
+        p.emu.state().execution(&p.prd, &id).unwrap().actions[2].run.as_ref().unwrap().external_id.clone().unwrap();
+    (id, build)
+}
+
+fn client(p: &Project) -> gantry::pipeline::Pipeline {
+    use aws_sdk_codepipeline::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_codepipeline::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&p.emu.url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    gantry::pipeline::Pipeline::new(aws_sdk_codepipeline::Client::from_conf(conf), p.prd.clone())
+}
+
+fn refused(result: Result<Option<serde_json::Value>, gantry::pipeline::PipelineError>) -> String {
+    match result {
+        Err(e @ gantry::pipeline::PipelineError::Gate { .. }) => {
+            assert_eq!(e.exit_code(), 5);
+            e.to_string()
+        }
+        other => panic!("the gate let it through or failed otherwise: {other:?}"),
+    }
+}
+
+#[test]
+fn deploying_to_production_outside_the_pipeline_is_refused_with_exit_5() {
+    let p = Project::new();
+    let out = p.gantry(&["deploy", "--env", "prd", "--version", "1.2.3"]).code(5);
+    let err = stderr(&out);
+    assert!(
+        err.contains("`prd` needs an approved pipeline execution to deploy")
+            && err.contains("not the pipeline's Deploy stage"),
+        "{err}"
+    );
+    p.gantry(&["rollback", "--env", "prd", "--to", "1.2.2"]).code(5);
+    // Faked variables: an execution that does not exist, or a real one with a made-up build.
+    let fake = [
+        ("CODEBUILD_BUILD_ID", "deployer:fake"),
+        ("GANTRY_PIPELINE_EXECUTION_ID", "11111111-2222-3333-4444-555555555555"),
+    ];
+    let out = crate::support::gantry(p.dir.path())
+        .args(["deploy", "--env", "prd", "--version", "1.2.3"])
+        .envs(p.env())
+        .envs(fake)
+        .assert()
+        .code(5);
+    assert!(stderr(&out).contains("has no execution 11111111-2222-3333-4444-555555555555"), "{}", stderr(&out));
+    let (id, _) = deploying(&p);
+    let fake = [("CODEBUILD_BUILD_ID", "deployer:fake"), ("GANTRY_PIPELINE_EXECUTION_ID", id.as_str())];
+    let out = crate::support::gantry(p.dir.path())
+        .args(["deploy", "--env", "prd", "--version", "1.2.3"])
+        .envs(p.env())
+        .envs(fake)
+        .assert()
+        .code(5);
+    assert!(
+        stderr(&out).contains(&format!("build deployer:fake is not a running action of execution {id}")),
+        "{}",
+        stderr(&out)
+    );
+    // An environment without `approval = "required"` is not gated (it fails later, for its own reasons).
+    let out = p.gantry(&["deploy", "--env", "stg", "--version", "1.2.3"]).code(2);
+    assert!(!stderr(&out).contains("approved pipeline execution"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gate_passes_only_this_executions_approval_for_this_version() {
+    let p = Project::new();
+    let pipeline = client(&p);
+    let (id, build) = deploying(&p);
+    let approval = gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await.unwrap().expect("approved");
+    assert_eq!((approval["execution"].as_str(), approval["version"].as_str()), (Some(id.as_str()), Some("1.2.3")));
+    assert_eq!(approval["summary"], "by the test");
+    assert_eq!(approval["approved_by"], "arn:aws:iam::123456789012:user/approver");
+
+    // Another version than the execution carries.
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "9.9.9").await);
+    assert!(why.contains("approved for release 1.2.3, not 9.9.9"), "{why}");
+
+    // Another execution's approval: the second waits (at the stage entrance, then for approval)
+    // and borrows the first's build id.
+    let second = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
+    let name = p.prd.clone();
+    p.emu.wait_until("the second reaches approval", |s| s.execution(&name, &second).unwrap().actions[1].run.is_some());
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    assert!(why.contains(&format!("the approval of execution {second} is InProgress")), "{why}");
+
+    // Rejected.
+    decide(&p, &second, "Rejected");
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    assert!(why.contains("is Failed: Rejected"), "{why}");
+
+    // Expired.
+    let third = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
+    p.emu.wait_until("the third reaches approval", |s| s.execution(&name, &third).unwrap().actions[1].run.is_some());
+    p.emu.state().expire_approval(&p.prd, &third);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, &third, &build, "1.2.3").await);
+    assert!(why.contains("is Failed: The approval request expired"), "{why}");
+
+    // Once the execution has ended, its approval no longer lets anything deploy.
+    p.emu.state().supersede(&p.prd, &id);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await);
+    assert!(why.contains("is Superseded, not running"), "{why}");
+}
