@@ -180,6 +180,11 @@ fn start_watch_approve_and_the_watch_reports_the_wait_apart() {
 
     let watch = p.spawn(&["pipeline", "watch", "--env", "prd"]);
     p.waiting_for_approval(&id);
+    // Approve only once the watch has seen the approval waiting (a poll after it started).
+    let polls =
+        |s: &crate::codepipeline::State| s.requests.iter().filter(|r| r.ends_with("ListActionExecutions")).count();
+    let before = polls(&p.emu.state());
+    p.emu.wait_until("the watch polls again", |s| polls(s) > before);
     let approved = p
         .gantry(&["approve", "--env", "prd", "--execution", &id, "--comment", "looks good", "--output", "json"])
         .success();
@@ -488,4 +493,57 @@ async fn the_gate_passes_only_this_executions_approval_for_this_version() {
     p.emu.state().supersede(&p.prd, &id);
     let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await);
     assert!(why.contains("is Superseded, not running"), "{why}");
+}
+
+/// The whole flow on the example app: `pipeline start` → the execution waits for approval →
+/// `gantry approve` → the Deploy action runs the real `gantry deploy` inside the "build"
+/// (which passes the gate) → `watch` exits 0, the release is live, and the ledger records
+/// the approval.
+#[test]
+fn end_to_end_start_approve_and_the_pipeline_deploys_through_the_gate() {
+    let emu = Emulator::start();
+    let name = unique("e2e");
+    emu.create_standard(&spec(&name, true));
+    let env_extra = format!("region = \"us-east-1\"\npipeline = \"{name}\"\napproval = \"required\"\n");
+    let app = crate::deploy::Project::with("{ type = \"blue-green\" }", "", &env_extra);
+    app.package("1.0.0", &[]);
+    let mut env = crate::services::aws_env(services());
+    env.push(("AWS_ENDPOINT_URL_CODEPIPELINE", emu.url.clone()));
+    env.push(("GANTRY_PIPELINE_POLL", "10ms".into()));
+    let build = crate::codepipeline::BuildCommand {
+        program: assert_cmd::cargo::cargo_bin("gantry"),
+        args: ["--env", "dev", "deploy", "--version", "1.0.0"].map(str::to_owned).to_vec(),
+        dir: app.path().to_owned(),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+    };
+    emu.set_build("deployer", build);
+    let run = |args: &[&str]| crate::support::gantry(app.path()).args(args).envs(env.clone()).assert();
+
+    // Straight from a laptop: refused.
+    run(&["--env", "dev", "deploy", "--version", "1.0.0"]).code(5);
+    let started = run(&["--env", "dev", "pipeline", "start", "--version", "1.0.0", "--output", "json"]).success();
+    let id = json(&started)["execution_id"].as_str().unwrap().to_owned();
+    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .current_dir(app.path())
+        .args(["--env", "dev", "pipeline", "watch", "--timeout", "5m"])
+        .envs(env.clone())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    emu.wait_until("the approval waits", |s| s.execution(&name, &id).unwrap().actions[1].run.is_some());
+    run(&["--env", "dev", "approve", "--comment", "ship it"]).success();
+    let (code, _, err) = output(watch);
+    let logs: String = std::fs::read_dir(app.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("codebuild-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(code, Some(0), "watch:\n{err}\nbuild log:\n{logs}");
+    assert!(err.contains("Succeeded Deploy/Deploy"), "{err}");
+    app.assert_live("1.0.0");
+    let history = app.json(&["history"]);
+    assert_eq!(history[0]["approval"]["execution"], id.as_str(), "{history:#}");
+    assert_eq!(history[0]["approval"]["version"], "1.0.0");
+    assert!(history[0]["approval"]["summary"].as_str().unwrap().contains("ship it"), "{history:#}");
 }

@@ -284,7 +284,10 @@ impl State {
                             let value = resolve(v["value"].as_str().unwrap_or_default(), &exec_id, &variables);
                             command.env(v["name"].as_str().unwrap_or_default(), value);
                         }
-                        command.stdout(std::process::Stdio::null());
+                        // The build's output goes to a log beside it, as CodeBuild's goes to CloudWatch.
+                        let log = std::fs::File::create(cmd.dir.join(format!("codebuild-{new_id}.log")))
+                            .expect("the build log can be created");
+                        command.stdout(log.try_clone().expect("clone the log")).stderr(log);
                         run.child = Some(command.spawn().expect("the build command starts"));
                     }
                 }
