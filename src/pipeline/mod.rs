@@ -6,6 +6,7 @@
 //! `report::PipelineReporter` prints them.
 
 pub mod approval;
+pub mod check;
 mod error;
 pub mod gate;
 mod snapshot;

@@ -547,3 +547,33 @@ fn end_to_end_start_approve_and_the_pipeline_deploys_through_the_gate() {
     assert_eq!(history[0]["approval"]["version"], "1.0.0");
     assert!(history[0]["approval"]["summary"].as_str().unwrap().contains("ship it"), "{history:#}");
 }
+
+/// `gantry plan` checks the pipeline definition: the S3 source `publish` writes, and an
+/// approval before the deploy for an approval-required environment.
+#[test]
+fn plan_checks_the_pipeline_definition() {
+    let emu = Emulator::start();
+    let (good, bad) = (unique("plan-good"), unique("plan-bad"));
+    let key = "releases/hello/pipeline-source.zip";
+    emu.create_standard(&PipelineSpec { name: &good, bucket: "rel-bucket", key, approval: true, project: "deployer" });
+    emu.create_standard(&PipelineSpec { name: &bad, bucket: "rel-bucket", key, approval: false, project: "deployer" });
+    let mut env = crate::services::aws_env(services());
+    env.push(("AWS_ENDPOINT_URL_CODEPIPELINE", emu.url.clone()));
+    for (name, expected) in [
+        (
+            good.as_str(),
+            "source s3://rel-bucket/releases/hello/pipeline-source.zip, approval and deploy stages as expected",
+        ),
+        (bad.as_str(), "is not as expected:\n  - no manual approval action, which `approval = \"required\"` needs"),
+        ("missing", "cannot read it: pipeline `missing` does not exist"),
+    ] {
+        let env_extra = format!(
+            "region = \"us-east-1\"\nrelease_bucket = \"rel-bucket\"\npipeline = \"{name}\"\napproval = \"required\"\n"
+        );
+        let app = crate::deploy::Project::with("{ type = \"blue-green\" }", "", &env_extra);
+        let out =
+            crate::support::gantry(app.path()).args(["--env", "dev", "plan"]).envs(env.clone()).assert().success();
+        let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        assert!(text.contains(expected), "{name}: {text}");
+    }
+}
