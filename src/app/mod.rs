@@ -82,6 +82,10 @@ fn init_logging(cli: &Cli, printer: &Printer) {
 async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Cancel) -> Result<(), Error> {
     let global = &cli.global;
     match cli.command {
+        Command::Init(args) if args.pipeline => {
+            let loaded = load_config(global.config.as_ref())?;
+            init::pipeline(&loaded, global.env.as_deref(), &args, printer)
+        }
         Command::Init(args) => init::init(&args, printer),
         Command::Package(args) => {
             let loaded = load_config(global.config.as_ref())?;

@@ -121,6 +121,10 @@ pub struct InitArgs {
     /// Project name (default: the current directory's name)
     #[arg(long)]
     pub name: Option<String>,
+    /// Instead of gantry.toml, write the --env environment's CodePipeline definition and the
+    /// CodeBuild buildspec that runs `gantry deploy` (into pipeline/)
+    #[arg(long)]
+    pub pipeline: bool,
 }
 
 #[derive(Debug, Args)]

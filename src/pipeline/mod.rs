@@ -10,6 +10,7 @@ pub mod check;
 mod error;
 pub mod gate;
 mod snapshot;
+pub mod template;
 pub mod watch;
 
 use std::collections::BTreeMap;

@@ -577,3 +577,43 @@ fn plan_checks_the_pipeline_definition() {
         assert!(text.contains(expected), "{name}: {text}");
     }
 }
+
+/// `gantry init --pipeline` writes the definition and buildspec (snapshots); the definition
+/// is accepted by the AWS CLI's own parameter validation (sent to moto) and passes `plan`'s check.
+#[test]
+fn init_pipeline_writes_a_definition_plan_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[project]\nname = \"hello\"\n\n[environments.prd]\nregion = \"us-east-1\"\naccount = \"123456789012\"\n\
+                  release_bucket = \"hello-releases\"\npipeline = \"hello-prd\"\napproval = \"required\"\n";
+    std::fs::write(dir.path().join("gantry.toml"), config).unwrap();
+    crate::support::gantry(dir.path()).args(["--env", "prd", "init", "--pipeline"]).assert().success();
+    let definition = std::fs::read_to_string(dir.path().join("pipeline/hello-prd.json")).unwrap();
+    let buildspec = std::fs::read_to_string(dir.path().join("pipeline/buildspec.yml")).unwrap();
+    insta::assert_snapshot!("init_pipeline_definition", definition);
+    insta::assert_snapshot!("init_pipeline_buildspec", buildspec);
+    let out = crate::support::gantry(dir.path()).args(["--env", "prd", "init", "--pipeline"]).assert().code(2);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    let s = services();
+    let out = std::process::Command::new(&s.aws_cli)
+        .args(["codepipeline", "create-pipeline", "--endpoint-url", &s.moto, "--cli-input-json"])
+        .arg(format!("file://{}", dir.path().join("pipeline/hello-prd.json").display()))
+        .envs(crate::services::aws_env(s))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    // The CLI validates the shape against the service model before sending; moto then refuses
+    // only the placeholder role it cannot assume.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || err.contains("not authorized to perform AssumeRole"), "{err}");
+
+    let emu = Emulator::start();
+    let doc: serde_json::Value = serde_json::from_str(&definition).unwrap();
+    emu.create(doc["pipeline"].clone());
+    let p = Project { dir, emu, prd: "hello-prd".into(), stg: String::new() };
+    let decl = tokio::runtime::Runtime::new().unwrap().block_on(client(&p).declaration()).unwrap();
+    assert_eq!(
+        gantry::pipeline::check::problems(&decl, Some("hello-releases"), "releases/hello/pipeline-source.zip", true),
+        Vec::<String>::new()
+    );
+}
