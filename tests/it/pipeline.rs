@@ -236,10 +236,27 @@ fn superseded_rejected_and_stopped_executions_are_named_so() {
     assert!(err.contains("was superseded by a newer execution"), "{err}");
     assert!(err.contains("Abandoned Approval/Approve"), "{err}");
 
-    // Rejected: `reject` succeeds, the watch exits 5.
+    // Rejected in GitHub Actions: `reject` succeeds and records the actor, the watch exits 5.
     let id = p.emu.trigger(&p.prd, Default::default());
     p.waiting_for_approval(&id);
-    p.gantry(&["reject", "--env", "prd", "--comment", "not today"]).success();
+    let out = crate::support::gantry(p.dir.path())
+        .args(["reject", "--env", "prd", "--comment", "not today", "--output", "json"])
+        .envs(p.env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_ACTOR", "octocat")
+        .assert()
+        .success();
+    let decision = json(&out);
+    assert_eq!(
+        (decision["decision"].as_str(), decision["by"]["github_actor"].as_str()),
+        (Some("rejected"), Some("octocat"))
+    );
+    let summary =
+        p.emu.state().execution(&p.prd, &id).unwrap().actions[1].run.as_ref().unwrap().summary.clone().unwrap();
+    assert!(
+        summary.starts_with("Rejected by arn:aws:sts::123456789012:") && summary.contains("(GitHub: octocat)"),
+        "{summary}"
+    );
     let out = p.gantry(&["pipeline", "watch", "--env", "prd", "--execution", &id]).code(5);
     assert!(stderr(&out).contains("Rejected"), "{}", stderr(&out));
 
