@@ -9,7 +9,7 @@ use crate::report::{PipelineReporter, Printer};
 use crate::rollout::Cancel;
 use crate::{Error, config};
 
-/// How long `watch` follows an execution without `--timeout`.
+/// How long `watch` follows an execution without `--timeout` or `pipeline_timeout`.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 struct Bound {
@@ -57,14 +57,15 @@ pub async fn watch(
     printer: &Printer,
     mut cancel: Cancel,
 ) -> Result<(), Error> {
+    let b = bind(loaded, env, "pipeline watch").await?;
+    let configured = super::environment(loaded, env, "pipeline watch")?.1.pipeline_timeout;
     let timeout = match &args.timeout {
         Some(t) => humantime::parse_duration(t).map_err(|e| Error::Usage {
             message: format!("--timeout `{t}` is not a duration: {e}"),
             hint: Some("write it like 45m, 1h30m or 90s".into()),
         })?,
-        None => DEFAULT_WATCH_TIMEOUT,
+        None => configured.map_or(DEFAULT_WATCH_TIMEOUT, |d| d.get()),
     };
-    let b = bind(loaded, env, "pipeline watch").await?;
     let execution = match &args.execution {
         Some(id) => id.clone(),
         None => latest(&b.pipeline).await?,

@@ -346,6 +346,15 @@ fn unknown_pipeline_or_execution_and_a_timeout_fail_clearly() {
         "{}",
         stderr(&out)
     );
+    // The deadline can come from gantry.toml too (`pipeline_timeout`, here through its override variable).
+    let out = crate::support::gantry(p.dir.path())
+        .args(["pipeline", "watch", "--env", "prd", "--execution", &id])
+        .envs(p.env())
+        .env("GANTRY_ENVIRONMENTS__PRD__PIPELINE_TIMEOUT", "200ms")
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert!(stderr(&out).contains("gave up watching") && stderr(&out).contains("after 200ms"), "{}", stderr(&out));
 }
 
 #[test]
