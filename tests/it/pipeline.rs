@@ -220,6 +220,16 @@ fn a_failed_action_shows_its_error_and_log_link_and_exits_1() {
     assert!(err.contains("Failed Deploy/Deploy after"), "{err}");
     assert!(err.contains("health gate failed on api") && err.contains("https://logs.example/build/42"), "{err}");
     assert!(err.contains(&format!("execution {id} of `{}` failed at Deploy/Deploy", p.stg)), "{err}");
+    // The same as JSON lines on stdout.
+    let out = p.gantry(&["pipeline", "watch", "--env", "stg", "--execution", &id, "--output", "json"]).code(1);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["watching", "action_finished", "action_finished", "finished"]);
+    assert_eq!(events[2]["run"]["link"], "https://logs.example/build/42");
+    assert_eq!(events[3]["execution"]["status"], "Failed");
 }
 
 #[test]
