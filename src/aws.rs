@@ -20,7 +20,7 @@ const MAX_ATTEMPTS: u32 = 5;
 /// without it the SDK's own chain decides (AWS_REGION, profile).
 pub async fn load(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts()))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -33,6 +33,16 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
         loader = loader.region(Region::new(region.to_owned()));
     }
     loader.load().await
+}
+
+/// `GANTRY_AWS_MAX_ATTEMPTS` (e.g. `1`) lowers the attempts, for tests that check how gantry
+/// itself handles throttling and errors the SDK would retry.
+fn max_attempts() -> u32 {
+    std::env::var("GANTRY_AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(MAX_ATTEMPTS)
 }
 
 /// `GANTRY_AWS_ATTEMPT_TIMEOUT` (e.g. `10s`) shortens the per-attempt deadline, for tests
@@ -54,4 +64,14 @@ pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
 /// The ECR client.
 pub fn ecr(config: &SdkConfig) -> aws_sdk_ecr::Client {
     aws_sdk_ecr::Client::new(config)
+}
+
+/// The CodePipeline client.
+pub fn codepipeline(config: &SdkConfig) -> aws_sdk_codepipeline::Client {
+    aws_sdk_codepipeline::Client::new(config)
+}
+
+/// The STS client (the caller's identity, for approvals).
+pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(config)
 }

@@ -3,7 +3,7 @@
 //! with `exit_code()`.
 
 use crate::app::deploy::DeployError;
-use crate::{config, exit, package, publish};
+use crate::{config, exit, package, pipeline, publish};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +17,8 @@ pub enum Error {
     Publish(#[from] publish::PublishError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::PipelineError),
     /// A command that a later version of gantry will provide.
     #[error("`gantry {command}` is not available yet in this version of gantry")]
     NotAvailable { command: &'static str },
@@ -39,6 +41,7 @@ impl Error {
             Self::Image(e) => e.exit_code(),
             Self::Publish(e) => e.exit_code(),
             Self::Deploy(e) => e.exit_code(),
+            Self::Pipeline(e) => e.exit_code(),
             Self::Io { .. } => exit::FAILED,
         }
     }
@@ -50,6 +53,7 @@ impl Error {
             Self::Image(e) => e.hint(),
             Self::Publish(e) => e.hint(),
             Self::Deploy(e) => e.hint(),
+            Self::Pipeline(e) => e.hint(),
             Self::Usage { hint, .. } => hint.clone(),
             Self::NotAvailable { .. } | Self::Io { .. } => None,
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exit;
 pub mod package;
+pub mod pipeline;
 pub mod publish;
 pub mod report;
 pub mod rollout;

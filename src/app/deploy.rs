@@ -22,6 +22,8 @@ pub(crate) struct EnvContext<'a> {
     pub name: &'a config::Name,
     pub targets: Vec<(&'a config::Name, &'a config::Target)>,
     pub store: Store,
+    /// The approval the production gate verified (kept in each ledger record).
+    pub approval: Option<serde_json::Value>,
 }
 
 impl<'a> EnvContext<'a> {
@@ -56,7 +58,7 @@ impl<'a> EnvContext<'a> {
             });
         }
         let store = open_store(loaded, name, environment).await;
-        Ok(Self { loaded, name, targets, store })
+        Ok(Self { loaded, name, targets, store, approval: None })
     }
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
@@ -146,7 +148,9 @@ pub async fn deploy(
     printer: &Printer,
     cancel: Cancel,
 ) -> Result<(), Error> {
-    let ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
+    let approval = crate::pipeline::gate::require(loaded, env, args.release_version.as_deref()).await?;
+    let mut ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
+    ctx.approval = approval;
     let release = match &args.release_version {
         Some(v) => releases::find(loaded, v, None)?,
         None => releases::package_working_tree(loaded, printer).await?,
@@ -169,7 +173,9 @@ pub async fn rollback(
     printer: &Printer,
     cancel: Cancel,
 ) -> Result<(), Error> {
-    let ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;
+    let approval = crate::pipeline::gate::require(loaded, env, args.to.as_deref()).await?;
+    let mut ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;
+    ctx.approval = approval;
     let lock = ctx.store.lock("rollback", &user(), lease(), Duration::ZERO).await.map_err(DeployError::from)?;
     warn_taken_over(&lock, printer);
     let result = async {
@@ -240,6 +246,7 @@ async fn deploy_locked(
         let strategy = if fast_path.is_some() { "fast-path" } else { strategy_name(cfg) };
         let mut record =
             engine::new_record(ctx.name.as_str(), name.as_str(), kind, release, previous.clone(), strategy, &user());
+        record.approval.clone_from(&ctx.approval);
         let outcome = run_engine(
             ctx,
             &mut target,

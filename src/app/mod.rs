@@ -17,6 +17,7 @@ pub mod deploy;
 mod image;
 mod init;
 mod package;
+mod pipeline;
 mod publish;
 mod releases;
 mod status;
@@ -81,6 +82,10 @@ fn init_logging(cli: &Cli, printer: &Printer) {
 async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Cancel) -> Result<(), Error> {
     let global = &cli.global;
     match cli.command {
+        Command::Init(args) if args.pipeline => {
+            let loaded = load_config(global.config.as_ref())?;
+            init::pipeline(&loaded, global.env.as_deref(), &args, printer)
+        }
         Command::Init(args) => init::init(&args, printer),
         Command::Package(args) => {
             let loaded = load_config(global.config.as_ref())?;
@@ -105,11 +110,26 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             image::push(&loaded, global.env.as_deref(), &args, printer, &cancel).await
         }
-        Command::Pipeline(PipelineCommand::Start(_)) => not_available("pipeline start"),
-        Command::Pipeline(PipelineCommand::Watch(_)) => not_available("pipeline watch"),
-        Command::Pipeline(PipelineCommand::Status) => not_available("pipeline status"),
-        Command::Approve(_) => not_available("approve"),
-        Command::Reject(_) => not_available("reject"),
+        Command::Pipeline(PipelineCommand::Start(args)) => {
+            let loaded = load_config(global.config.as_ref())?;
+            pipeline::start(&loaded, global.env.as_deref(), &args, printer).await
+        }
+        Command::Pipeline(PipelineCommand::Watch(args)) => {
+            let loaded = load_config(global.config.as_ref())?;
+            pipeline::watch(&loaded, global.env.as_deref(), &args, printer, interrupt).await
+        }
+        Command::Pipeline(PipelineCommand::Status) => {
+            let loaded = load_config(global.config.as_ref())?;
+            pipeline::status(&loaded, global.env.as_deref(), printer).await
+        }
+        Command::Approve(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            pipeline::decide(&loaded, global.env.as_deref(), &args, true, printer).await
+        }
+        Command::Reject(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            pipeline::decide(&loaded, global.env.as_deref(), &args, false, printer).await
+        }
         Command::Deploy(args) => {
             let loaded = load_config(global.config.as_ref())?;
             deploy::deploy(&loaded, global.env.as_deref(), &args, printer, interrupt).await

@@ -88,12 +88,40 @@ pub async fn plan(
             "health": cfg.health.iter().map(|c| health::resolve(c, "{url}")).collect::<Vec<_>>(),
         }));
     }
+    pipeline_check(loaded, &ctx, &mut doc, &mut text).await;
     if printer.format == OutputFormat::Json {
         printer.json(&doc);
     } else {
         printer.text(&text);
     }
     Ok(())
+}
+
+/// The environment's pipeline definition, checked by `crate::pipeline::check`.
+async fn pipeline_check(loaded: &config::Loaded, ctx: &EnvContext<'_>, doc: &mut serde_json::Value, text: &mut String) {
+    let Some(env) = loaded.config.environments.get(ctx.name) else { return };
+    let Some(check) = crate::pipeline::check::definition(loaded.config.project.name.as_str(), env).await else {
+        return;
+    };
+    if check.problems.is_empty() {
+        let _ = writeln!(
+            text,
+            "
+pipeline `{}`: source {}, approval and deploy stages as expected",
+            check.pipeline, check.expected_source
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "
+pipeline `{}` is not as expected:",
+            check.pipeline
+        );
+        for p in &check.problems {
+            let _ = writeln!(text, "  - {p}");
+        }
+    }
+    doc["pipeline"] = serde_json::to_value(&check).unwrap_or_default();
 }
 
 pub async fn status(

@@ -121,6 +121,10 @@ pub struct InitArgs {
     /// Project name (default: the current directory's name)
     #[arg(long)]
     pub name: Option<String>,
+    /// Instead of gantry.toml, write the --env environment's CodePipeline definition and the
+    /// CodeBuild buildspec that runs `gantry deploy` (into pipeline/)
+    #[arg(long)]
+    pub pipeline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +183,8 @@ pub enum PipelineCommand {
 
 #[derive(Debug, Args)]
 pub struct PipelineStartArgs {
-    /// Published version to release (default: the latest published)
+    /// Published version to release, passed as the pipeline's `version` variable (without it,
+    /// the pipeline runs its newest source revision with the variable's default)
     #[arg(long = "version", value_name = "SEMVER")]
     pub release_version: Option<String>,
 }

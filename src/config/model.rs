@@ -148,6 +148,10 @@ pub struct Environment {
     /// Default: the registry ECR names for the credentials' account.
     #[serde(default)]
     pub registry: Option<String>,
+    /// How long `gantry pipeline watch` follows an execution before giving up (the pipeline
+    /// goes on), e.g. `2h`; `--timeout` overrides it. Default: 1h.
+    #[serde(default)]
+    pub pipeline_timeout: Option<Duration>,
     /// `required`: never deployed without a pipeline approval for the release.
     #[serde(default)]
     pub approval: Approval,

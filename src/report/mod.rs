@@ -5,6 +5,7 @@
 mod deploy;
 mod image;
 mod package;
+mod pipeline;
 mod publish;
 
 use std::io::{IsTerminal, Write};
@@ -14,6 +15,7 @@ use crate::cli::{GlobalArgs, OutputFormat};
 pub use deploy::DeployReporter;
 pub use image::ImageReporter;
 pub use package::PackageReporter;
+pub use pipeline::PipelineReporter;
 pub use publish::PublishReporter;
 
 /// How much the user asked to hear.

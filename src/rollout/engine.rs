@@ -59,7 +59,7 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    async fn cancelled(&mut self) {
+    pub async fn cancelled(&mut self) {
         if self.0.wait_for(|c| *c).await.is_err() {
             std::future::pending::<()>().await;
         }

@@ -26,8 +26,21 @@ const COMMANDS: &[&[&str]] = &[
 ];
 
 /// Commands built so far; every other command must refuse, never fake a success.
-const AVAILABLE: &[&str] =
-    &["init", "package", "publish", "image", "completions", "plan", "deploy", "rollback", "status", "history"];
+const AVAILABLE: &[&str] = &[
+    "init",
+    "package",
+    "publish",
+    "image",
+    "completions",
+    "plan",
+    "deploy",
+    "rollback",
+    "status",
+    "history",
+    "pipeline",
+    "approve",
+    "reject",
+];
 
 fn not_yet() -> impl Iterator<Item = &'static [&'static str]> {
     COMMANDS.iter().copied().filter(|c| !AVAILABLE.contains(&c[0]))
@@ -52,7 +65,7 @@ fn every_command_has_help() {
 #[test]
 fn commands_not_built_yet_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(not_yet().count(), 6, "the commands later issues build");
+    assert_eq!(not_yet().count(), 1, "the commands later issues build");
     for command in not_yet() {
         let out = gantry(dir.path()).args(command).args(["--env", "dev"]).assert().code(2);
         let output = out.get_output();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use crate::support::gantry;
 
 /// A copy of the example project on its own ports; stops its nginx and replicas on drop.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     port: u16,
 }
@@ -21,7 +21,7 @@ impl Project {
     }
 
     /// `extra` is appended to gantry.toml; `env_extra` goes under [environments.dev].
-    fn with(strategy: &str, extra: &str, env_extra: &str) -> Self {
+    pub(crate) fn with(strategy: &str, extra: &str, env_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/app");
         copy_dir(&app, &dir.path().join("app"));
@@ -40,11 +40,11 @@ impl Project {
         Self { dir, port }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn package(&self, version: &str, env: &[(&str, &str)]) {
+    pub(crate) fn package(&self, version: &str, env: &[(&str, &str)]) {
         gantry(self.path()).args(["package", "-q", "--version", version]).envs(env.iter().copied()).assert().success();
     }
 
@@ -57,12 +57,12 @@ impl Project {
         (0..n).map(|_| get_version(self.port)).collect()
     }
 
-    fn assert_live(&self, version: &str) {
+    pub(crate) fn assert_live(&self, version: &str) {
         let seen = self.versions(10);
         assert!(seen.iter().all(|v| v == version), "users get {seen:?}, expected only {version}");
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = gantry(self.path()).args(["--env", "dev", "--output", "json"]).args(args).assert().success();
         serde_json::from_slice(&out.get_output().stdout).unwrap()
     }

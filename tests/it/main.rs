@@ -2,11 +2,13 @@
 //! the library against real files, git repositories and tools.
 
 mod cli;
+mod codepipeline;
 mod config;
 mod deploy;
 mod image;
 mod local;
 mod package;
+mod pipeline;
 mod proxy;
 mod publish;
 mod services;
