@@ -300,7 +300,7 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
         f"App: examples/hello (Python `ThreadingHTTPServer`), {args.replicas} replicas behind gantry's nginx "
         f"(1 worker) on loopback; load: `hey -c {args.connections} -q {args.rate / args.connections:g}` (target "
         f"{args.rate} requests/s) from 1 s before each deploy to 0.5 s after; health every 500 ms, 3 to pass, "
-        f"2 to fail; drain 1 s (default); {os.cpu_count()} cores, shared with hey, nginx and the replicas; "
+        f"2 to fail; no extra drain (the default); {os.cpu_count()} cores, shared with hey, nginx and the replicas; "
         f"{args.runs} rounds, each deploying every scenario in turn ({took / 60:.1f} min in all).",
         "",
         "| deploy of a good release | exit codes | failed requests per run | median achieved rate | "
@@ -368,8 +368,8 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
         "",
         f"Engine overhead, {args.replicas}-replica blue-green (bake 2s) of a good release with no load: Finished "
         f"`elapsed_ms - health_ms` median **{median(over):.2f} s** ({fmt(over)}; target under 1 s); deploy "
-        f"{fmt(elapsed)} s, of which gates and bakes {fmt(health)} s. The rest is starting the replicas, nginx "
-        f"reloads, and the retire phase, which includes the 1 s drain. Under the load above: median "
+        f"{fmt(elapsed)} s, of which gates and bakes {fmt(health)} s. The rest is starting the replicas (the app's own "
+        f"start-up included), nginx checks and reloads, and draining and stopping the old replicas. Under the load above: median "
         f"{median(loaded):.2f} s ({fmt(loaded)}).",
     ]
     phases: dict[str, list[float]] = {}
@@ -384,12 +384,10 @@ def report(args, results: dict[str, list[dict]], took: float) -> None:
               "windows):", "", "| phase | median | runs (s) |", "|---|---|---|"]
     lines += [f"| {name} | {median(v):.2f} s | {fmt(v)} |" for name, v in phases.items()]
     starts = [r["app_start"] for r in results["overhead"] if "app_start" in r]
-    no_drain = [o - 1 for o in over]
     lines += ["", f"{args.replicas} replicas of the app alone, started at once without gantry right after each of "
-              f"these deploys, take median {median(starts):.2f} s ({fmt(starts)}) to accept connections. Without the "
-              f"1 s drain, the overhead is median {median(no_drain):.2f} s; without the drain and the app's own "
-              f"start-up, median {median([o - a for o, a in zip(no_drain, starts)]):.2f} s "
-              f"({fmt([o - a for o, a in zip(no_drain, starts)])})."]
+              f"these deploys, take median {median(starts):.2f} s ({fmt(starts)}) to accept connections; without "
+              f"the app's own start-up, the overhead is median {median([o - a for o, a in zip(over, starts)]):.2f} s "
+              f"({fmt([o - a for o, a in zip(over, starts)])})."]
     print("\n".join(lines))
     if args.markdown:
         with open(args.markdown, "a") as f:

@@ -55,7 +55,7 @@ async fn watch_interrupts(cancel: Arc<AtomicBool>, interrupt: tokio::sync::watch
     }
     cancel.store(true, Ordering::SeqCst);
     interrupt.send_replace(true);
-    eprintln!("\ninterrupted: stopping cleanly, rolling back what is in progress (press Ctrl-C again to quit at once)");
+    eprintln!("\ninterrupted: stopping cleanly (press Ctrl-C again to quit at once)");
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(i32::from(exit::INTERRUPTED));
     }
