@@ -224,7 +224,12 @@ mod tests {
         let marker = dir.path().display().to_string();
         let id = spawn("sleep 30", dir.path(), 1, &dir.path().join("log"), &marker).unwrap();
         assert!(id.is_alive());
-        assert!(marked(&marker).iter().any(|m| m.id.pid == id.pid && m.session == id.pid));
+        // Until the child has exec'd, /proc shows the parent's environment and session.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !marked(&marker).iter().any(|m| m.id.pid == id.pid && m.session == id.pid) {
+            assert!(Instant::now() < deadline, "the replica never showed its marker");
+            tokio::time::sleep(POLL).await;
+        }
         stop(&[id]).await;
         assert!(!id.is_alive());
         assert!(marked(&marker).is_empty());
