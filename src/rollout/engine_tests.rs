@@ -143,6 +143,18 @@ impl Journal for Memory {
     }
 }
 
+/// An engine over the fake, with a 60 s phase deadline.
+fn engine<'a>(
+    target: &'a mut Fake,
+    probe: &'a WorldProbe,
+    journal: &'a mut Memory,
+    checks: &'a [HealthCheck],
+    cancel: Cancel,
+    emit: &'a dyn Fn(Event),
+) -> Engine<'a, Fake, WorldProbe, Memory> {
+    Engine { target, probe, journal, checks, phase_deadline: Duration::from_secs(60), cancel, emit }
+}
+
 fn checks() -> Vec<HealthCheck> {
     let mut c: HealthCheck = toml::from_str("url = '{url}/healthz'").unwrap();
     c.interval = CfgDuration::from_secs(1);
@@ -189,15 +201,7 @@ async fn deploy(world: &Rc<RefCell<World>>, steps: &[Step], cancel_at_phase: Opt
     let new = release("2.0.0");
     let previous = world.borrow().stable.as_ref().map(|(v, _)| ReleaseRef::from(&release(v)));
     let mut record = new_record("dev", "web", Kind::Deploy, &new, previous, "canary", "tester");
-    let mut engine = Engine {
-        target: &mut target,
-        probe: &probe,
-        journal: &mut journal,
-        checks: &checks,
-        phase_deadline: Duration::from_secs(60),
-        cancel: Cancel::new(rx),
-        emit: &emit,
-    };
+    let mut engine = engine(&mut target, &probe, &mut journal, &checks, Cancel::new(rx), &emit);
     let outcome = engine.run(&mut record, &new, steps).await;
     assert_eq!(journal.0.last(), Some(&record), "the last save is the final record");
     Run { outcome, records: journal.0, events: events.into_inner() }
@@ -354,15 +358,7 @@ async fn a_crash_at_any_phase_is_resumed_or_rolled_back_by_the_rule() {
         let previous = Some(ReleaseRef::from(&release("1.0.0")));
         let mut record = new_record("dev", "web", Kind::Deploy, &new, previous, "canary", "tester");
         {
-            let mut engine = Engine {
-                target: &mut target,
-                probe: &probe,
-                journal: &mut journal,
-                checks: &checks,
-                phase_deadline: Duration::from_secs(60),
-                cancel: Cancel::never(),
-                emit: &emit,
-            };
+            let mut engine = engine(&mut target, &probe, &mut journal, &checks, Cancel::never(), &emit);
             // The "kill -9": the run is dropped in the middle of phase `at`.
             tokio::select! {
                 biased;
@@ -376,15 +372,7 @@ async fn a_crash_at_any_phase_is_resumed_or_rolled_back_by_the_rule() {
         let verified = left.verified();
         let mut target = Fake(Rc::clone(&world));
         let mut journal = Memory::default();
-        let mut engine = Engine {
-            target: &mut target,
-            probe: &probe,
-            journal: &mut journal,
-            checks: &checks,
-            phase_deadline: Duration::from_secs(60),
-            cancel: Cancel::never(),
-            emit: &|_| {},
-        };
+        let mut engine = engine(&mut target, &probe, &mut journal, &checks, Cancel::never(), &|_| {});
         let outcome = engine.resume(&mut left).await;
         let w = world.borrow();
         if verified {
@@ -459,15 +447,7 @@ async fn blue_green_keeps_blue_warm_and_switches_back_when_green_sickens_in_that
                 "blue-green",
                 "t",
             );
-            let mut engine = Engine {
-                target: &mut target,
-                probe: &probe,
-                journal: &mut journal,
-                checks: &checks,
-                phase_deadline: Duration::from_secs(60),
-                cancel: Cancel::new(rx),
-                emit: &emit,
-            };
+            let mut engine = engine(&mut target, &probe, &mut journal, &checks, Cancel::new(rx), &emit);
             engine.run(&mut record, &new, &steps).await
         })
         .await;

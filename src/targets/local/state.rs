@@ -65,12 +65,13 @@ impl State {
         }
     }
 
-    /// Writes the state file atomically: a temp file beside it, synced, then renamed.
+    /// Writes the state file atomically: a temp file beside it, then renamed. Not fsync'd: it
+    /// must outlive a killed gantry (the kernel has the write), and a power cut that could lose
+    /// it also ends every process it describes.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().expect("the state file has a folder");
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         serde_json::to_writer_pretty(&mut tmp, self).map_err(std::io::Error::other)?;
-        tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
