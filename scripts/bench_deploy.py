@@ -56,7 +56,7 @@ build = "python3 app/build.py"
 [targets.web]
 kind = "local"
 strategy = {strategy}
-local = {{ artifact = "app", command = "python3 server.py", replicas = {replicas}, listen = "127.0.0.1:{port}" }}
+local = {{ artifact = "app", command = "{python} server.py", replicas = {replicas}, listen = "127.0.0.1:{port}" }}
 
 [[targets.web.health]]
 url = "{{url}}/healthz"
@@ -160,7 +160,7 @@ class Bench:
         self.version += 1
         version = f"1.0.{self.version}"
         strategy = STRATEGIES[scenario]
-        (self.project / "gantry.toml").write_text(TOML.format(strategy=strategy, replicas=self.replicas, port=self.port))
+        (self.project / "gantry.toml").write_text(TOML.format(strategy=strategy, replicas=self.replicas, port=self.port, python=PYTHON))
         build_env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")} | (env or {})
         subprocess.run([self.gantry, "package", "-q", "--version", version], cwd=self.project, env=build_env, check=True)
         hey = None
@@ -209,12 +209,18 @@ class Bench:
         return result
 
 
+# The replicas run the interpreter itself, as `app_start` does: on machines where `python3` on
+# PATH is a pyenv shim (a chain of bash scripts), the shim alone takes longer than the app's own
+# start-up, and the benchmark would measure pyenv, not gantry.
+PYTHON = os.path.realpath(sys.executable)
+
+
 def app_start(app: Path, replicas: int) -> float:
     """Seconds until `replicas` copies of the example app, started at once without gantry,
     all accept connections: the part of start-new that is the app's own start-up."""
     ports = [free_port_pair() for _ in range(replicas)]
     began = time.time()
-    procs = [subprocess.Popen([sys.executable, "server.py"], cwd=app, env={**os.environ, "PORT": str(port)},
+    procs = [subprocess.Popen([PYTHON, "server.py"], cwd=app, env={**os.environ, "PORT": str(port)},
                               stderr=subprocess.DEVNULL) for port in ports]
     pending = set(ports)
     while pending and time.time() - began < 30:
@@ -297,7 +303,7 @@ def main() -> None:
 def report(args, results: dict[str, list[dict]], took: float) -> None:
     budget = UNHEALTHY * INTERVAL_S + 1
     lines = [
-        f"App: examples/hello (Python `ThreadingHTTPServer`), {args.replicas} replicas behind gantry's nginx "
+        f"App: examples/hello (Python `ThreadingHTTPServer`, run as `{PYTHON} server.py`, not through a pyenv shim), {args.replicas} replicas behind gantry's nginx "
         f"(1 worker) on loopback; load: `hey -c {args.connections} -q {args.rate / args.connections:g}` (target "
         f"{args.rate} requests/s) from 1 s before each deploy to 0.5 s after; health every 500 ms, 3 to pass, "
         f"2 to fail; no extra drain (the default); {os.cpu_count()} cores, shared with hey, nginx and the replicas; "
