@@ -148,6 +148,8 @@ pub async fn deploy(
     printer: &Printer,
     cancel: Cancel,
 ) -> Result<(), Error> {
+    // Bad usage is reported before anything is packaged or asked of the pipeline.
+    let wait = parse_wait(args.wait_lock.as_deref())?;
     let approval = crate::pipeline::gate::require(loaded, env, args.release_version.as_deref()).await?;
     let mut ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
     ctx.approval = approval;
@@ -155,12 +157,12 @@ pub async fn deploy(
         Some(v) => releases::find(loaded, v, None)?,
         None => releases::package_working_tree(loaded, printer).await?,
     };
-    let wait = parse_wait(args.wait_lock.as_deref())?;
     let lock = ctx
         .store
         .lock(&format!("deploy {}", release.version), &user(), lease(), wait)
         .await
         .map_err(DeployError::from)?;
+    warn_taken_over(&lock, printer);
     let result = deploy_locked(&ctx, &release, Kind::Deploy, None, printer, cancel).await;
     let _ = lock.release().await;
     result

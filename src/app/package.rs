@@ -16,7 +16,7 @@ pub fn package(
     let artifacts = select_artifacts(cfg, &args.artifacts)?;
     let out_dir = match &args.out {
         Some(out) => out.clone(),
-        None => loaded.dir.join(cfg.project.dist.as_ref().map_or("dist", |d| d.as_str())),
+        None => loaded.dist_dir(),
     };
     let request = package::PackageRequest {
         project: cfg.project.name.to_string(),

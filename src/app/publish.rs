@@ -31,7 +31,7 @@ pub async fn publish(
     });
     let dist = match &args.dist {
         Some(dist) => dist.clone(),
-        None => loaded.dir.join(project.dist.as_ref().map_or("dist", |d| d.as_str())),
+        None => loaded.dist_dir(),
     };
     let request = publish::PublishRequest {
         environment: name.to_string(),

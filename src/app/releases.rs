@@ -29,7 +29,7 @@ pub async fn package_working_tree(loaded: &config::Loaded, printer: &Printer) ->
                 source: std::io::Error::other(e),
             })??;
     }
-    store(loaded, &dist(loaded))
+    store(loaded, &loaded.dist_dir())
 }
 
 /// The release `version` (a leading `v` allowed): from the store (the one with `digest`
@@ -58,7 +58,7 @@ pub fn find(loaded: &config::Loaded, version: &str, digest: Option<&str>) -> Res
     if let Some(dir) = candidates.last() {
         return open(dir);
     }
-    let dist = dist(loaded);
+    let dist = loaded.dist_dir();
     if let Ok(manifest) = read_manifest(&dist)
         && manifest.0.version == wanted
         && digest.is_none_or(|d| d == manifest.1)
@@ -124,10 +124,6 @@ fn read_manifest(dir: &Path) -> Result<(Manifest, String), Error> {
 
 fn root(loaded: &config::Loaded) -> PathBuf {
     loaded.dir.join(".gantry/releases")
-}
-
-fn dist(loaded: &config::Loaded) -> PathBuf {
-    loaded.dir.join(loaded.config.project.dist.as_ref().map_or("dist", |d| d.as_str()))
 }
 
 /// Semver build metadata's `+` as `_`, as archive names do.

@@ -22,7 +22,7 @@ pub async fn plan(
 ) -> Result<(), Error> {
     let ctx = EnvContext::new(loaded, env, &args.targets, "plan").await?;
     let records = ctx.store.list().await.map_err(DeployError::from)?;
-    let dist = loaded.dir.join(loaded.config.project.dist.as_ref().map_or("dist", |d| d.as_str())).join(MANIFEST_FILE);
+    let dist = loaded.dist_dir().join(MANIFEST_FILE);
     let packaged: Option<Manifest> = std::fs::read(&dist).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let release = packaged.as_ref().map_or_else(
         || "the working tree, packaged by `gantry deploy` (no --version given)".to_owned(),

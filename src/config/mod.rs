@@ -59,6 +59,13 @@ impl ConfigError {
 }
 
 /// Finds gantry.toml in `start` or the nearest parent folder.
+impl Loaded {
+    /// Where `gantry package` writes and deploy and publish read: `[project].dist`, or `dist`.
+    pub fn dist_dir(&self) -> PathBuf {
+        self.dir.join(self.config.project.dist.as_ref().map_or("dist", |d| d.as_str()))
+    }
+}
+
 pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
     start
         .ancestors()
