@@ -496,13 +496,14 @@ async fn the_gate_passes_only_this_executions_approval_for_this_version() {
     let p = Project::new();
     let pipeline = client(&p);
     let (id, build) = deploying(&p);
-    let approval = gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await.unwrap().expect("approved");
+    let approval =
+        gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("1.2.3")).await.unwrap().expect("approved");
     assert_eq!((approval["execution"].as_str(), approval["version"].as_str()), (Some(id.as_str()), Some("1.2.3")));
     assert_eq!(approval["summary"], "by the test");
     assert_eq!(approval["approved_by"], "arn:aws:iam::123456789012:user/approver");
 
     // Another version than the execution carries.
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "9.9.9").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("9.9.9")).await);
     assert!(why.contains("approved for release 1.2.3, not 9.9.9"), "{why}");
 
     // Another execution's approval: the second waits (at the stage entrance, then for approval)
@@ -510,24 +511,24 @@ async fn the_gate_passes_only_this_executions_approval_for_this_version() {
     let second = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
     let name = p.prd.clone();
     p.emu.wait_until("the second reaches approval", |s| s.execution(&name, &second).unwrap().actions[1].run.is_some());
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &second, &build, Some("1.2.3")).await);
     assert!(why.contains(&format!("the approval of execution {second} is InProgress")), "{why}");
 
     // Rejected.
     decide(&p, &second, "Rejected");
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &second, &build, Some("1.2.3")).await);
     assert!(why.contains("is Failed: Rejected"), "{why}");
 
     // Expired.
     let third = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
     p.emu.wait_until("the third reaches approval", |s| s.execution(&name, &third).unwrap().actions[1].run.is_some());
     p.emu.state().expire_approval(&p.prd, &third);
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &third, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &third, &build, Some("1.2.3")).await);
     assert!(why.contains("is Failed: The approval request expired"), "{why}");
 
     // Once the execution has ended, its approval no longer lets anything deploy.
     p.emu.state().supersede(&p.prd, &id);
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("1.2.3")).await);
     assert!(why.contains("is Superseded, not running"), "{why}");
 }
 
