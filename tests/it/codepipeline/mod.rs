@@ -80,13 +80,15 @@ impl Emulator {
         self.create(standard_declaration(spec));
     }
 
-    /// Connects the pipelines' S3 sources to a real S3 (moto at `endpoint`): new object
-    /// versions at a source key start executions, and every execution records the object
-    /// version it runs (see `s3.rs`).
-    pub fn watch_s3(&self, endpoint: &str) {
+    /// Connects the pipelines' S3 sources to a real S3 (moto at `endpoint`): every execution
+    /// records the object version it runs, and with `detect_changes` (an EventBridge rule on
+    /// the bucket) each new object version at a source key starts an execution (see `s3.rs`).
+    pub fn connect_s3(&self, endpoint: &str, detect_changes: bool) {
         let s3 = Arc::new(s3::S3::new(endpoint));
         self.state().s3 = Some(Arc::clone(&s3));
-        s3::watch(Arc::clone(&self.state), s3, Arc::clone(&self.stop));
+        if detect_changes {
+            s3::watch(Arc::clone(&self.state), s3, Arc::clone(&self.stop));
+        }
     }
 
     pub fn set_build(&self, project: &str, command: BuildCommand) {

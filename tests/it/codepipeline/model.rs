@@ -32,6 +32,8 @@ pub struct Faults {
     pub drop_connections: u32,
     /// `(pipeline, action)` → (error summary, external link): that action fails when it runs.
     pub fail_action: HashMap<(String, String), (String, String)>,
+    /// S3 change events are held back (as EventBridge can be late) until this is cleared.
+    pub hold_s3_events: bool,
 }
 
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! The emulator's S3 source: it reads the real S3 (moto) over HTTP with the real SDK client,
 //! as CodePipeline's change detection does.
 //!
-//! - `watch`: a thread lists the object versions at every pipeline's S3 source key
+//! - `watch` (`Emulator::connect_s3` with change detection): a thread lists the object versions at every pipeline's S3 source key
 //!   (ListObjectVersions) every 20 ms and starts an execution (trigger `CloudWatchEvent`, as
 //!   the EventBridge rule on the bucket would) for each version that appeared since it
 //!   started watching, oldest first, with that object version as its source revision.
@@ -45,9 +45,18 @@ impl S3 {
         Self { runtime, client: aws_sdk_s3::Client::from_conf(conf) }
     }
 
+    /// Runs a request on the reader's runtime, from a thread of its own, so any caller may
+    /// block on it (a connection thread, or a test already inside a runtime).
+    fn block<F: std::future::Future + Send>(&self, request: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        std::thread::scope(|s| s.spawn(|| self.runtime.block_on(request)).join().expect("the S3 request thread"))
+    }
+
     /// The current version of `bucket`/`key` (HeadObject), if any.
     pub fn head(&self, bucket: &str, key: &str) -> Option<ObjectVersion> {
-        let out = self.runtime.block_on(self.client.head_object().bucket(bucket).key(key).send()).ok()?;
+        let out = self.block(self.client.head_object().bucket(bucket).key(key).send()).ok()?;
         Some(ObjectVersion {
             version_id: out.version_id()?.to_owned(),
             etag: out.e_tag().map(str::to_owned),
@@ -58,7 +67,7 @@ impl S3 {
     /// One version of `bucket`/`key` (HeadObject with versionId), if it exists.
     pub fn head_version(&self, bucket: &str, key: &str, version_id: &str) -> Option<ObjectVersion> {
         let request = self.client.head_object().bucket(bucket).key(key).version_id(version_id);
-        let out = self.runtime.block_on(request.send()).ok()?;
+        let out = self.block(request.send()).ok()?;
         Some(ObjectVersion {
             version_id: version_id.to_owned(),
             etag: out.e_tag().map(str::to_owned),
@@ -69,7 +78,7 @@ impl S3 {
     /// Every version of `bucket`/`key` (ListObjectVersions), oldest first.
     pub fn versions(&self, bucket: &str, key: &str) -> Vec<ObjectVersion> {
         let request = self.client.list_object_versions().bucket(bucket).prefix(key);
-        let Ok(out) = self.runtime.block_on(request.send()) else { return Vec::new() };
+        let Ok(out) = self.block(request.send()) else { return Vec::new() };
         let mut list: Vec<ObjectVersion> = out
             .versions()
             .iter()
@@ -124,6 +133,10 @@ pub fn watch(state: Arc<Mutex<State>>, s3: Arc<S3>, stop: Arc<AtomicBool>) {
                     Some((name.clone(), p.created.floor(), bucket, key))
                 })
                 .collect();
+            if state.lock().unwrap().faults.hold_s3_events {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             for (pipeline, created, bucket, key) in sources {
                 let known = seen.entry(pipeline.clone()).or_default();
                 for v in s3.versions(&bucket, &key) {
