@@ -207,3 +207,33 @@ fn manifest_in_zip(bytes: &[u8]) -> Result<Manifest, String> {
     file.read_to_string(&mut text).map_err(|e| format!("cannot read {MANIFEST_FILE}: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("{MANIFEST_FILE} inside is not a release manifest: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, text) in files {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn the_release_is_the_manifest_inside_the_source_zip() {
+        let manifest = r#"{"schema":1,"project":"hello","version":"1.2.3+build.7","commit":null,
+            "created":"2026-01-01T00:00:00Z","source_date_epoch":0,"artifacts":[]}"#;
+        let found = manifest_in_zip(&zip_of(&[("gantry.toml", ""), (MANIFEST_FILE, manifest)])).unwrap();
+        assert_eq!(found.version.to_string(), "1.2.3+build.7");
+        let missing = manifest_in_zip(&zip_of(&[("gantry.toml", "")])).unwrap_err();
+        assert!(missing.starts_with("no release.json inside"), "{missing}");
+        let bad = manifest_in_zip(&zip_of(&[(MANIFEST_FILE, "{}")])).unwrap_err();
+        assert!(bad.starts_with("release.json inside is not a release manifest"), "{bad}");
+        assert!(manifest_in_zip(b"not a zip").unwrap_err().starts_with("not a zip"));
+    }
+}
