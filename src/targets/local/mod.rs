@@ -257,7 +257,7 @@ impl LocalTarget {
                     &format!("did not listen within {START_TIMEOUT:?}"),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
     }

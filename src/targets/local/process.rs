@@ -22,7 +22,7 @@ pub const MARKER: &str = "GANTRY_LOCAL_STATE";
 
 /// How long a replica gets between SIGTERM and SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
 
 /// A pid plus its start time (field 22 of `/proc/PID/stat`, in clock ticks since boot):
 /// together they name one process, even after the pid is reused.
