@@ -76,8 +76,8 @@ impl LocalTarget {
             fail("nginx not found".into())
                 .with_hint("install it with `apt-get install nginx`, or run scripts/bootstrap")
         })?;
-        std::fs::create_dir_all(&state_dir)
-            .and_then(|()| state_dir.canonicalize())
+        // Not created here: `plan` and `status` build targets too, and leave nothing behind.
+        resolve(&state_dir)
             .map(|dir| Self {
                 name: name.to_owned(),
                 artifact: config.artifact.to_string(),
@@ -90,7 +90,7 @@ impl LocalTarget {
                 nginx: Nginx::new(binary, dir.join("nginx"), listen.to_string(), preview.to_string()),
                 dir,
             })
-            .map_err(|e| fail(format!("cannot create the state dir {}", state_dir.display())).with_source(e))
+            .map_err(|e| fail(format!("cannot resolve the state dir {}", state_dir.display())).with_source(e))
     }
 
     /// The URL that reaches only the new version.
@@ -489,6 +489,25 @@ struct Starting {
     attempts: u32,
 }
 
+/// `path` made absolute with its symlinks resolved, whether or not it exists yet: the
+/// deepest existing ancestor canonicalized, the rest appended. The same folder always gives
+/// the same string (it marks the target's processes), before and after it is created.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(base) => return Ok(rest.iter().rev().fold(base, |p, part| p.join(part))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rest.push(existing.file_name().ok_or(e)?.to_owned());
+                existing = existing.parent().expect("a path with a file name has a parent");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Whether something accepts connections on loopback `port` (IPv4 or IPv6).
 fn accepts(port: u16) -> bool {
     [std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]
@@ -511,4 +530,23 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_resolves_the_same_before_and_after_it_exists() {
+        let base = tempfile::tempdir().unwrap();
+        let link = base.path().join("link");
+        std::fs::create_dir(base.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(base.path().join("real"), &link).unwrap();
+        let path = link.join("state/dev/web");
+        let before = resolve(&path).unwrap();
+        assert!(!path.exists(), "resolving creates nothing");
+        std::fs::create_dir_all(&path).unwrap();
+        assert_eq!(before, path.canonicalize().unwrap());
+        assert!(before.starts_with(base.path().canonicalize().unwrap().join("real")), "{before:?}");
+    }
 }
