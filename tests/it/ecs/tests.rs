@@ -314,14 +314,19 @@ fn a_deployment_ecs_abandons_is_not_taken_for_a_deploy() {
 }
 
 fn gantry_child(f: &Fixture, args: &[&str]) -> std::process::Child {
+    gantry_child_with(f, args, &[])
+}
+
+fn gantry_child_with(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     let bin = assert_cmd::cargo::cargo_bin("gantry");
     let mut cmd = Command::new(bin);
-    cmd.current_dir(f.dir.path()).envs(f.env()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(f.dir.path()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (key, _) in std::env::vars() {
         if key.starts_with("GANTRY_") {
             cmd.env_remove(key);
         }
     }
+    cmd.envs(f.env()).envs(env.iter().copied());
     cmd.spawn().unwrap()
 }
 
@@ -525,4 +530,71 @@ fn the_emulator_speaks_the_ecs_wire_format() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("ClusterNotFoundException"));
+}
+
+#[test]
+fn rolling_goes_back_to_the_previous_revision_when_a_gate_fails_after_ecs_finished() {
+    let f = Fixture::new("{ type = \"rolling\", batch = 1 }", "", true);
+    assert_eq!(code(&f.deploy("1.0.0")), 0);
+    let live_td = f.emu.state().service("api").unwrap().task_definition.clone();
+    // ECS finishes the deployment, but the service answers 503 through the load balancer
+    // until gate-new has failed (then the old revision is back and healthy).
+    f.prod.set(false);
+    f.package("1.1.0");
+    let mut child = gantry_child(&f, &["--env", "dev", "--output", "json", "deploy", "--version", "1.1.0"]);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "phase-finished" && event["phase"] == "gate-new" {
+            assert_eq!(event["ok"], false, "{event}");
+            f.prod.set(true);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("health check failed"), "{err}");
+    let state = f.emu.state();
+    let svc = state.service("api").unwrap();
+    assert_eq!(svc.task_definition, live_td, "the previous revision runs again");
+    assert_eq!(svc.deployments.len(), 1);
+    assert_eq!(svc.deployments[0].rollout, "COMPLETED");
+    assert!(svc.tags.is_empty());
+    let updates = state.requests.iter().filter(|r| *r == "UpdateService").count();
+    assert_eq!(updates, 3, "1.0.0, 1.1.0, and back");
+}
+
+#[test]
+fn after_a_kill_9_mid_canary_the_next_command_puts_the_weights_back() {
+    let f = Fixture::new("{ type = \"canary\", steps = [10, 100], bake = \"200ms\" }", "", true);
+    assert_eq!(code(&f.deploy("1.0.0")), 0);
+    assert_eq!(f.weights(), [0, 100]);
+    f.package("1.1.0");
+    let args = ["--env", "dev", "--output", "json", "deploy", "--version", "1.1.0"];
+    let mut child = gantry_child_with(&f, &args, &[("GANTRY_TARGETS__API__STRATEGY__BAKE", "60s")]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("deploy ended before baking").unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "phase-started" && event["phase"] == "bake" {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(f.weights(), [10, 90], "the dead process left blue (new) at 10%");
+    assert_eq!(f.tags("api"), ["gantry:role"]);
+
+    // A new process knows nothing but what ECS and the listener say, and converges.
+    let status = f.gantry(&["--env", "dev", "status"]).success();
+    let err = stderr(&status);
+    assert!(err.contains("left unfinished at phase `bake`: roll back"), "{err}");
+    assert_eq!(f.weights(), [0, 100]);
+    assert_eq!(f.desired("api"), 0);
+    assert!(f.tags("api").is_empty());
+    f.expect_image("api-green", "1.0.0");
+    // And the environment deploys again normally.
+    let again = f.gantry(&["--env", "dev", "deploy", "--version", "1.1.0"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(f.weights(), [100, 0]);
+    f.expect_image("api", "1.1.0");
 }
