@@ -278,13 +278,27 @@ impl Ecs<'_> {
                 tokio::time::sleep(self.poll).await;
             }
         };
-        let task = tokio::time::timeout(timeout, wait).await.map_err(|_| {
-            TargetError::new(format!(
-                "the one-off task {id} (`{shown}`) did not stop within {}",
+        let Ok(task) = tokio::time::timeout(timeout, wait).await else {
+            let stopped = self
+                .client
+                .stop_task()
+                .cluster(self.cluster)
+                .task(&arn)
+                .reason("gantry: run_before_timeout passed")
+                .send()
+                .await;
+            let fate = if stopped.is_ok() {
+                "gantry stopped it"
+            } else {
+                "it may still run: stop it with `aws ecs stop-task`"
+            };
+            return Err(TargetError::new(format!(
+                "the one-off task {id} (`{shown}`) did not stop within {}; {fate}",
                 humantime::format_duration(timeout)
             ))
-            .with_hint("it still runs: stop it with `aws ecs stop-task`, or raise `run_before_timeout`")
-        })??;
+            .with_hint("raise `run_before_timeout` if the task needs longer, or see its logs"));
+        };
+        let task = task?;
         let exit = task.containers().iter().find(|c| c.name() == Some(container)).and_then(|c| c.exit_code());
         match exit {
             Some(0) => {

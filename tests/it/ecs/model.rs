@@ -77,6 +77,8 @@ pub struct State {
     pub failing_images: BTreeSet<String>,
     /// Exit code of RunTask tasks by their command's first word.
     pub run_task_exit: BTreeMap<String, i64>,
+    /// RunTask commands (first word) whose task never stops.
+    pub hanging: BTreeSet<String>,
     /// Operations answered with AccessDeniedException.
     pub deny: BTreeSet<String>,
     clock: f64,
@@ -156,6 +158,20 @@ impl State {
                     .cloned()
                     .collect();
                 Ok(json!({"tasks": tasks, "failures": []}))
+            }
+            "StopTask" => {
+                self.cluster(input)?;
+                let arn = field(input, "task")?;
+                let reason = input["reason"].as_str().unwrap_or("Task stopped by user").to_owned();
+                let task =
+                    self.tasks.iter_mut().find(|t| t["taskArn"] == arn).ok_or_else(|| {
+                        ApiError::new("InvalidParameterException", "The referenced task was not found.")
+                    })?;
+                task["lastStatus"] = json!("STOPPED");
+                task["desiredStatus"] = json!("STOPPED");
+                task["stoppedReason"] = json!(reason);
+                task["stopCode"] = json!("UserInitiated");
+                Ok(json!({"task": task.clone()}))
             }
             "ListTasks" => {
                 let cluster = self.cluster(input)?;
@@ -439,6 +455,7 @@ impl State {
             self.tick_service(&key);
         }
         let failing = self.run_task_exit.clone();
+        let hanging = self.hanging.clone();
         let at = now();
         for task in &mut self.tasks {
             match task["lastStatus"].as_str() {
@@ -448,7 +465,10 @@ impl State {
                         c["lastStatus"] = json!("RUNNING");
                     }
                 }
-                Some("RUNNING") if task["group"].as_str().is_some_and(|g| g.starts_with("family:")) => {
+                Some("RUNNING")
+                    if task["group"].as_str().is_some_and(|g| g.starts_with("family:"))
+                        && !hanging.contains(task["containers"][0]["command"][0].as_str().unwrap_or_default()) =>
+                {
                     for c in task["containers"].as_array_mut().into_iter().flatten() {
                         let first = c["command"][0].as_str().unwrap_or_default().to_owned();
                         c["lastStatus"] = json!("STOPPED");

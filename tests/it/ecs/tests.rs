@@ -386,6 +386,21 @@ fn the_run_before_task_runs_once_on_the_new_revision_and_a_failure_stops_the_cut
 }
 
 #[test]
+fn a_one_off_task_that_never_stops_fails_at_its_deadline_before_the_cutover() {
+    let f =
+        Fixture::new("{ type = \"blue-green\" }", "run_before = [\"migrate\"]\nrun_before_timeout = \"1s\"\n", true);
+    f.emu.state().hanging.insert("migrate".into());
+    let out = f.deploy("1.0.0");
+    let err = stderr(&out);
+    assert_eq!(code(&out), 3, "{err}");
+    assert!(err.contains("(`migrate`) did not stop within 1s; gantry stopped it"), "{err}");
+    assert_eq!(f.emu.state().tasks[0]["stoppedReason"], "gantry: run_before_timeout passed");
+    assert!(f.requests().iter().all(|r| r != "UpdateService"), "no task of the new version started");
+    assert_eq!(f.weights(), [100, 0]);
+    assert!(f.tags("api-green").is_empty(), "the new side is no longer marked");
+}
+
+#[test]
 fn blue_green_swaps_sides_every_deploy_and_drains_the_old_side() {
     let f = Fixture::new("{ type = \"blue-green\" }", "", true);
     assert_eq!(f.weights(), [100, 0]);
