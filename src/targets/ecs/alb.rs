@@ -139,3 +139,21 @@ pub async fn url(elb: &Client, arn: &str) -> Result<String, TargetError> {
     let scheme = l.protocol().map_or("http", |p| if p.as_str() == "HTTPS" { "https" } else { "http" });
     Ok(format!("{scheme}://{dns}:{}", l.port().unwrap_or(80)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_percentages_of_the_total_weight() {
+        let f = Forward { weights: vec![("blue".into(), 90), ("green".into(), 10)], stickiness: None };
+        assert_eq!((f.percent("blue"), f.percent("green"), f.percent("other")), (90, 10, 0));
+        // Weights are relative: 1 and 1 is half each, a lone forward is everything.
+        let f = Forward { weights: vec![("blue".into(), 1), ("green".into(), 1)], stickiness: None };
+        assert_eq!(f.percent("green"), 50);
+        let f = Forward { weights: vec![("blue".into(), 1)], stickiness: None };
+        assert_eq!(f.percent("blue"), 100);
+        let f = Forward { weights: vec![("blue".into(), 0), ("green".into(), 0)], stickiness: None };
+        assert_eq!(f.percent("blue"), 0);
+    }
+}

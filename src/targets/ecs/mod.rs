@@ -828,4 +828,32 @@ mod tests {
         );
         assert_eq!(short_tg("tg"), "tg");
     }
+
+    fn target(strategy: &str, ecs_extra: &str) -> EcsTarget {
+        let cfg: config::EcsTarget =
+            toml::from_str(&format!("cluster = 'c'\nservice = 's'\ncontainer = 'c'\nimage = 'i'\n{ecs_extra}"))
+                .unwrap();
+        let strategy: config::StrategyConfig = toml::from_str(strategy).unwrap();
+        let settings =
+            Settings { environment: "dev".into(), region: None, registry: None, repository: "r".into(), strategy };
+        EcsTarget::new(&cfg, settings)
+    }
+
+    #[test]
+    fn the_rolling_batch_is_ecs_maximum_percent() {
+        assert_eq!(target("type = 'rolling'\nbatch = '25%'", "").max_percent(4), 125);
+        assert_eq!(target("type = 'rolling'\nbatch = 1", "").max_percent(4), 125);
+        assert_eq!(target("type = 'rolling'\nbatch = 3", "").max_percent(2), 200);
+        assert_eq!(target("type = 'all-at-once'", "").max_percent(4), 200);
+    }
+
+    #[test]
+    fn the_strategy_and_a_listener_choose_the_mode() {
+        assert_eq!(target("type = 'rolling'\nbatch = 1", "").mode, Mode::Rolling);
+        assert_eq!(target("type = 'all-at-once'", "").mode, Mode::Rolling);
+        assert_eq!(target("type = 'all-at-once'", "listener_arn = 'l'").mode, Mode::Alb);
+        assert_eq!(target("type = 'canary'\nsteps = [10, 100]", "listener_arn = 'l'").mode, Mode::Alb);
+        assert_eq!(target("type = 'blue-green'", "listener_arn = 'l'").replicas(), 1);
+        assert_eq!(target("type = 'blue-green'", "desired_count = 3").replicas(), 3);
+    }
 }

@@ -343,3 +343,34 @@ pub fn describe_stop(task: &Task) -> String {
 pub fn short(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::Deployment;
+
+    fn deployment(state: Option<DeploymentRolloutState>, running: i32, desired: i32) -> Deployment {
+        Deployment::builder()
+            .status("PRIMARY")
+            .set_rollout_state(state)
+            .running_count(running)
+            .desired_count(desired)
+            .build()
+    }
+
+    #[test]
+    fn a_deployment_is_done_when_completed_with_every_task_running() {
+        assert!(done(&deployment(Some(DeploymentRolloutState::Completed), 2, 2), 1));
+        assert!(!done(&deployment(Some(DeploymentRolloutState::Completed), 1, 2), 1));
+        assert!(!done(&deployment(Some(DeploymentRolloutState::InProgress), 2, 2), 2));
+        // Services without rollout states (older deployment controllers): the only one, full.
+        assert!(done(&deployment(None, 2, 2), 1));
+        assert!(!done(&deployment(None, 2, 2), 2));
+    }
+
+    #[test]
+    fn ids_are_the_end_of_the_arn() {
+        assert_eq!(short("arn:aws:ecs:us-east-1:1:task-definition/api:7"), "api:7");
+        assert_eq!(short("plain"), "plain");
+    }
+}
