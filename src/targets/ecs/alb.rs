@@ -1,5 +1,6 @@
-//! The ALB side of blue-green and canary: the production listener's weighted forward
-//! between the blue and green target groups, the test listener that reaches only the new
+//! The ALB side of blue-green and canary: the production listener's weighted forwards
+//! (its default action and every rule that forwards to the pair) between the blue and green
+//! target groups, the test listener that reaches only the new
 //! version, target group attributes (the deregistration delay), and listener URLs.
 
 use std::time::Duration;
@@ -29,6 +30,72 @@ impl Forward {
         let total: i32 = self.weights.iter().map(|(_, w)| (*w).max(0)).sum();
         if total == 0 { 0 } else { (self.weight(target_group).max(0) * 100 / total) as u8 }
     }
+
+    fn from_action(a: &Action) -> Option<Self> {
+        if a.r#type() != Some(&ActionTypeEnum::Forward) {
+            return None;
+        }
+        Some(match a.forward_config() {
+            Some(config) if !config.target_groups().is_empty() => Forward {
+                weights: config
+                    .target_groups()
+                    .iter()
+                    .map(|t| (t.target_group_arn().unwrap_or_default().to_owned(), t.weight().unwrap_or(1)))
+                    .collect(),
+                stickiness: config.target_group_stickiness_config().cloned(),
+            },
+            _ => Forward {
+                weights: a.target_group_arn().map(|tg| vec![(tg.to_owned(), 1)]).unwrap_or_default(),
+                stickiness: None,
+            },
+        })
+    }
+}
+
+/// One way a listener forwards to the pair: its default action, or one of its rules.
+#[derive(Debug, Clone)]
+struct Route {
+    /// `None` for the listener's default action.
+    rule: Option<String>,
+    actions: Vec<Action>,
+    forward_at: usize,
+    forward: Forward,
+}
+
+/// Every route of a listener that forwards to the blue or the green target group (its
+/// default action and its rules); weights are moved on all of them together.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    listener: String,
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    /// `target_group`'s share on the route that gives it the least (all routes must agree
+    /// before a version takes all traffic).
+    pub fn percent(&self, target_group: &str) -> u8 {
+        self.routes.iter().map(|r| r.forward.percent(target_group)).min().unwrap_or(0)
+    }
+
+    /// Whether every route sends exactly `weights`.
+    pub fn is(&self, weights: &[(&str, i32)]) -> bool {
+        self.routes.iter().all(|r| {
+            r.forward.weights.len() == weights.len()
+                && weights
+                    .iter()
+                    .all(|(tg, w)| r.forward.weight(tg) == *w && r.forward.weights.iter().any(|(t, _)| t == tg))
+        })
+    }
+
+    /// `blue`'s weight minus `green`'s summed over the routes: which side the listener favours.
+    pub fn lean(&self, a: &str, b: &str) -> i32 {
+        self.routes.iter().map(|r| r.forward.percent(a) as i32 - r.forward.percent(b) as i32).sum()
+    }
+
+    /// How many rules (besides the default action) forward to the pair.
+    pub fn rules(&self) -> usize {
+        self.routes.iter().filter(|r| r.rule.is_some()).count()
+    }
 }
 
 async fn listener(elb: &Client, arn: &str) -> Result<Listener, TargetError> {
@@ -44,66 +111,91 @@ async fn listener(elb: &Client, arn: &str) -> Result<Listener, TargetError> {
     })
 }
 
-/// The listener's default forward, checked to reach only `blue` and `green`.
-pub async fn forward(elb: &Client, arn: &str, blue: &str, green: &str) -> Result<Forward, TargetError> {
+/// The listener's routes to the pair, checked to forward only to `blue` and `green`.
+pub async fn routes(elb: &Client, arn: &str, blue: &str, green: &str) -> Result<Routes, TargetError> {
     let l = listener(elb, arn).await?;
-    let action = l.default_actions().iter().find(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
-    let forward = action.map(|a| match a.forward_config() {
-        Some(config) if !config.target_groups().is_empty() => Forward {
-            weights: config
-                .target_groups()
-                .iter()
-                .map(|t| (t.target_group_arn().unwrap_or_default().to_owned(), t.weight().unwrap_or(1)))
-                .collect(),
-            stickiness: config.target_group_stickiness_config().cloned(),
-        },
-        _ => Forward {
-            weights: a.target_group_arn().map(|tg| vec![(tg.to_owned(), 1)]).unwrap_or_default(),
-            stickiness: None,
-        },
-    });
-    let Some(forward) = forward.filter(|f| !f.weights.is_empty()) else {
-        return Err(not_set_up(arn, "its default action does not forward to target groups"));
-    };
-    if let Some((other, _)) = forward.weights.iter().find(|(tg, _)| tg != blue && tg != green) {
+    let rules = elb
+        .describe_rules()
+        .listener_arn(arn)
+        .send()
+        .await
+        .map_err(|e| api::error(format!("describe the rules of listener {arn}"), e))?;
+    let mut candidates = vec![(None, l.default_actions().to_vec())];
+    for rule in rules.rules().iter().filter(|r| r.is_default() != Some(true)) {
+        candidates.push((rule.rule_arn().map(str::to_owned), rule.actions().to_vec()));
+    }
+    let mut routes = Vec::new();
+    for (rule, actions) in candidates {
+        let Some((forward_at, forward)) =
+            actions.iter().enumerate().find_map(|(i, a)| Forward::from_action(a).map(|f| (i, f)))
+        else {
+            continue;
+        };
+        let ours = |tg: &String| tg == blue || tg == green;
+        if !forward.weights.iter().any(|(tg, _)| ours(tg)) {
+            continue; // another service's route on a shared listener
+        }
+        if let Some((other, _)) = forward.weights.iter().find(|(tg, _)| !ours(tg)) {
+            let what = rule.as_deref().map_or_else(|| "its default action".to_owned(), |r| format!("its rule {r}"));
+            return Err(not_set_up(
+                arn,
+                &format!("{what} forwards to {other}, which is neither the blue nor the green target group"),
+            ));
+        }
+        routes.push(Route { rule, actions, forward_at, forward });
+    }
+    if routes.is_empty() {
         return Err(not_set_up(
             arn,
-            &format!("it forwards to {other}, which is neither the blue nor the green target group"),
+            "neither its default action nor any rule forwards to the blue or the green target group",
         ));
     }
-    Ok(forward)
+    Ok(Routes { listener: arn.to_owned(), routes })
 }
 
 fn not_set_up(arn: &str, why: &str) -> TargetError {
     TargetError::new(format!("listener {arn} is not set up for blue-green: {why}")).with_hint(
-        "make the listener's default action a forward to the two target groups named by `blue_target_group_arn` \
-         and `green_target_group_arn` (weights 100 and 0)",
+        "make the listener forward to the two target groups named by `blue_target_group_arn` and \
+         `green_target_group_arn` (weights 100 and 0), in its default action or its rules",
     )
 }
 
-/// Sets the listener's default action to forward with these weights (stickiness kept).
-pub async fn set_weights(
-    elb: &Client,
-    arn: &str,
-    current: &Forward,
-    weights: &[(&str, i32)],
-) -> Result<(), TargetError> {
-    let config = ForwardActionConfig::builder()
-        .set_target_groups(Some(
-            weights
-                .iter()
-                .map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(*tg).weight(*w).build())
-                .collect(),
-        ))
-        .set_target_group_stickiness_config(current.stickiness.clone())
-        .build();
-    let action = Action::builder().r#type(ActionTypeEnum::Forward).forward_config(config).build();
-    elb.modify_listener()
-        .listener_arn(arn)
-        .default_actions(action)
-        .send()
-        .await
-        .map_err(|e| api::error(format!("set the weights of listener {arn}"), e))?;
+/// Sets `weights` on every route (default action: ModifyListener; rules: ModifyRule), keeping
+/// each route's other actions (authentication) and stickiness.
+pub async fn set_weights(elb: &Client, routes: &Routes, weights: &[(&str, i32)]) -> Result<(), TargetError> {
+    for route in &routes.routes {
+        let config = ForwardActionConfig::builder()
+            .set_target_groups(Some(
+                weights
+                    .iter()
+                    .map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(*tg).weight(*w).build())
+                    .collect(),
+            ))
+            .set_target_group_stickiness_config(route.forward.stickiness.clone())
+            .build();
+        let mut actions = route.actions.clone();
+        let order = actions[route.forward_at].order();
+        actions[route.forward_at] =
+            Action::builder().r#type(ActionTypeEnum::Forward).forward_config(config).set_order(order).build();
+        match &route.rule {
+            None => {
+                elb.modify_listener()
+                    .listener_arn(&routes.listener)
+                    .set_default_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(|e| api::error(format!("set the weights of listener {}", routes.listener), e))?;
+            }
+            Some(rule) => {
+                elb.modify_rule()
+                    .rule_arn(rule)
+                    .set_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(|e| api::error(format!("set the weights of listener rule {rule}"), e))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -114,7 +114,7 @@ struct Pair {
     /// The side a deployment is bringing up (tagged), or the idle one.
     other: Side,
     deploying: bool,
-    forward: alb::Forward,
+    forward: alb::Routes,
 }
 
 impl EcsTarget {
@@ -387,9 +387,9 @@ impl EcsTarget {
     async fn pair(&self) -> Result<Pair, TargetError> {
         let (blue, green) = self.target_groups();
         let listener = self.cfg.listener_arn.as_deref().unwrap_or_default();
-        let forward = alb::forward(self.elb(), listener, blue, green).await?;
+        let forward = alb::routes(self.elb(), listener, blue, green).await?;
         if let Some(test) = &self.cfg.test_listener_arn {
-            alb::forward(self.elb(), test, blue, green).await?;
+            alb::routes(self.elb(), test, blue, green).await?;
         }
         let ecs = self.ecs();
         let main = ecs.existing(&self.cfg.service).await?;
@@ -415,7 +415,7 @@ impl EcsTarget {
             (a, b, true)
         } else if a.is_new() {
             (b, a, true)
-        } else if forward.weight(&b.target_group) > forward.weight(&a.target_group) {
+        } else if forward.lean(&b.target_group, &a.target_group) > 0 {
             (b, a, false)
         } else {
             (a, b, false)
@@ -479,9 +479,11 @@ impl EcsTarget {
         }
         ecs.follow(&new_side.service, &new_arn, since).await?;
         if let Some(test) = &self.cfg.test_listener_arn {
-            let current = alb::forward(self.elb(), test, self.target_groups().0, self.target_groups().1).await?;
-            if current.weights != [(new_side.target_group.clone(), 1)] {
-                alb::set_weights(self.elb(), test, &current, &[(new_side.target_group.as_str(), 1)]).await?;
+            let (blue, green) = self.target_groups();
+            let current = alb::routes(self.elb(), test, blue, green).await?;
+            let only_new = [(new_side.target_group.as_str(), 1)];
+            if !current.is(&only_new) {
+                alb::set_weights(self.elb(), &current, &only_new).await?;
             }
             self.notes.send(format!("test listener → {} ({})", new_side.service, short_tg(&new_side.target_group)));
         }
@@ -524,9 +526,8 @@ impl EcsTarget {
         }
         let (new_tg, old_tg) = (pair.other.target_group.as_str(), pair.stable.target_group.as_str());
         let weights = [(new_tg, i32::from(percent)), (old_tg, 100 - i32::from(percent))];
-        if pair.forward.percent(new_tg) != percent || pair.forward.weights.len() != 2 {
-            alb::set_weights(self.elb(), self.cfg.listener_arn.as_deref().unwrap_or_default(), &pair.forward, &weights)
-                .await?;
+        if !pair.forward.is(&weights) {
+            alb::set_weights(self.elb(), &pair.forward, &weights).await?;
         }
         self.notes.send(format!(
             "listener weights: {} {percent}, {} {}",
@@ -587,10 +588,10 @@ impl EcsTarget {
 
     async fn rollback_alb(&mut self) -> Result<(), TargetError> {
         let pair = self.pair().await?;
-        let listener = self.cfg.listener_arn.as_deref().unwrap_or_default();
         let (old_tg, new_tg) = (pair.stable.target_group.as_str(), pair.other.target_group.as_str());
-        if pair.forward.percent(old_tg) != 100 {
-            alb::set_weights(self.elb(), listener, &pair.forward, &[(old_tg, 100), (new_tg, 0)]).await?;
+        let back = [(old_tg, 100), (new_tg, 0)];
+        if !pair.forward.is(&back) {
+            alb::set_weights(self.elb(), &pair.forward, &back).await?;
             self.notes.send(format!("listener weights: {} 100, {} 0", pair.stable.service, pair.other.service));
         }
         self.traffic_left_old = None;
@@ -658,6 +659,12 @@ impl EcsTarget {
                     short_tg(&pair.other.target_group),
                     if pair.other.svc.is_none() { " (gantry creates it from the live service's settings)" } else { "" }
                 ));
+                if pair.forward.rules() > 0 {
+                    notes.push(format!(
+                        "{} listener rule(s) forward to the pair too: weights move on them with the default action",
+                        pair.forward.rules()
+                    ));
+                }
                 notes.push(format!(
                     "start-new{} updates the new side and points the test listener at it; gate-new checks {}; \
                      shift sets the listener's weights; retire-old waits the deregistration delay ({}) and scales the old side to 0",

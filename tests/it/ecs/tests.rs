@@ -197,6 +197,21 @@ impl Fixture {
         [weight("blue"), weight("green")]
     }
 
+    /// The `/api/*` rule's weights `[blue, green]`, read with the AWS CLI.
+    fn rule_weights(&self) -> [i64; 2] {
+        let v = aws_cli(&["elbv2", "describe-rules", "--rule-arns", self.aws["rule"].as_str().unwrap()]);
+        let groups = &v["Rules"][0]["Actions"][0]["ForwardConfig"]["TargetGroups"];
+        let weight = |colour: &str| {
+            groups
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["TargetGroupArn"] == self.aws[colour])
+                .map_or(0, |g| g["Weight"].as_i64().unwrap())
+        };
+        [weight("blue"), weight("green")]
+    }
+
     fn test_listener_target(&self) -> String {
         let v =
             aws_cli(&["elbv2", "describe-listeners", "--listener-arns", self.aws["test_listener"].as_str().unwrap()]);
@@ -407,8 +422,10 @@ fn blue_green_swaps_sides_every_deploy_and_drains_the_old_side() {
     f.package("1.0.0");
     let first = f.gantry(&["--env", "dev", "--output", "json", "deploy", "--version", "1.0.0"]);
     assert_eq!(code(&first), 0, "{}", stderr(&first));
-    // green (created by gantry on the green target group) takes all traffic; blue is drained.
+    // green (created by gantry on the green target group) takes all traffic, through the
+    // default action and the path rule alike; blue is drained.
     assert_eq!(f.weights(), [0, 100]);
+    assert_eq!(f.rule_weights(), [0, 100]);
     f.expect_image("api-green", "1.0.0");
     assert_eq!((f.desired("api-green"), f.desired("api")), (2, 0));
     assert_eq!(f.test_listener_target(), "green");
@@ -440,6 +457,7 @@ fn blue_green_swaps_sides_every_deploy_and_drains_the_old_side() {
     let second = f.deploy("1.1.0");
     assert_eq!(code(&second), 0, "{}", stderr(&second));
     assert_eq!(f.weights(), [100, 0]);
+    assert_eq!(f.rule_weights(), [100, 0]);
     f.expect_image("api", "1.1.0");
     f.expect_image("api-green", "1.0.0");
     assert_eq!((f.desired("api"), f.desired("api-green")), (2, 0));
@@ -490,6 +508,7 @@ fn a_canary_failing_at_its_second_step_goes_back_at_once() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(weights_seen, [10, 50]);
     assert_eq!(f.weights(), [0, 100], "all traffic back on green");
+    assert_eq!(f.rule_weights(), [0, 100], "on the path rule too");
     assert_eq!(f.desired("api"), 0);
     assert!(f.prod.healthy.load(Ordering::SeqCst));
 }
@@ -548,7 +567,7 @@ fn bad_input_is_named_with_a_hint_and_changes_nothing() {
     check(plan, &["ClusterNotFoundException"], 1);
     let stray = f.aws["stray_listener"].as_str().unwrap();
     with(f.aws["listener"].as_str().unwrap(), stray);
-    check(plan, &["is not set up for blue-green", "neither the blue nor the green target group"], 1);
+    check(plan, &["is not set up for blue-green", "nor any rule forwards to the blue or the green target group"], 1);
     check(deploy, &["is not set up for blue-green"], 1);
     with("1.0.0", "1.0.0");
     // A release whose image was never pushed.
