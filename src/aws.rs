@@ -75,3 +75,13 @@ pub fn codepipeline(config: &SdkConfig) -> aws_sdk_codepipeline::Client {
 pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(config)
 }
+
+/// The ECS client.
+pub fn ecs(config: &SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(config)
+}
+
+/// The Elastic Load Balancing (v2: ALB) client.
+pub fn elbv2(config: &SdkConfig) -> aws_sdk_elasticloadbalancingv2::Client {
+    aws_sdk_elasticloadbalancingv2::Client::new(config)
+}

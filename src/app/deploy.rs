@@ -63,7 +63,9 @@ impl<'a> EnvContext<'a> {
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
-        targets::build(name.as_str(), cfg, dir)
+        let env = &self.loaded.config.environments[self.name];
+        let ctx = targets::Context { environment: self.name, env, config: &self.loaded.config };
+        targets::build(name.as_str(), cfg, dir, ctx)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
     }
 }
@@ -238,6 +240,12 @@ async fn deploy_locked(
         let previous = history.live.map(|d| d.release.clone());
         let mut target = ctx.build_target(name, cfg)?;
         let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
+        // The checks `plan` makes (the release's image exists, the platform is set up as
+        // configured) fail here, before anything changes.
+        target
+            .plan_notes(Some(release))
+            .await
+            .map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
         if previous.as_ref().is_some_and(|p| p.digest == release.digest)
             && live.stable.as_ref().is_some_and(|s| s.digest == release.digest)
             && live.new.is_none()
@@ -293,6 +301,11 @@ async fn run_engine(
     let probe = HttpProbe::new();
     let mut journal = Ledger(ctx.store.clone());
     let emit = |e: rollout::Event| reporter.event(&e);
+    // What the target reports while an operation runs becomes `Progress` events.
+    let (progress, mut notes) = tokio::sync::mpsc::unbounded_channel();
+    target.set_progress(progress);
+    let name = record.target.clone();
+    let relay = |message: String| reporter.event(&rollout::Event::Progress { target: name.clone(), message });
     let mut engine = Engine {
         target,
         probe: &probe,
@@ -302,10 +315,23 @@ async fn run_engine(
         cancel,
         emit: &emit,
     };
-    match job {
-        Job::Run { release, steps } => engine.run(record, release, steps).await,
-        Job::Resume => engine.resume(record).await,
+    let run = async {
+        match job {
+            Job::Run { release, steps } => engine.run(record, release, steps).await,
+            Job::Resume => engine.resume(record).await,
+        }
+    };
+    tokio::pin!(run);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            Some(message) = notes.recv() => relay(message),
+        }
+    };
+    while let Ok(message) = notes.try_recv() {
+        relay(message);
     }
+    outcome
 }
 
 /// Targets this run moved before a later one failed go back to what they ran before.

@@ -23,7 +23,14 @@ pub async fn plan(
     let ctx = EnvContext::new(loaded, env, &args.targets, "plan").await?;
     let records = ctx.store.list().await.map_err(DeployError::from)?;
     let dist = loaded.dist_dir().join(MANIFEST_FILE);
-    let packaged: Option<Manifest> = std::fs::read(&dist).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let manifest_bytes = std::fs::read(&dist).ok();
+    let packaged: Option<Manifest> = manifest_bytes.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+    // The packaged release as targets see it (no artifacts: `plan` only reads).
+    let planned = packaged.as_ref().zip(manifest_bytes.as_ref()).map(|(m, bytes)| {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        crate::targets::Release { version: m.version.clone(), digest, artifacts: Default::default() }
+    });
     let release = packaged.as_ref().map_or_else(
         || "the working tree, packaged by `gantry deploy` (no --version given)".to_owned(),
         |m| {
@@ -42,6 +49,10 @@ pub async fn plan(
         let history = state::target_history(&records, name.as_str());
         let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
         let steps = plan::steps(&cfg.strategy, target.replicas());
+        let notes = target
+            .plan_notes(planned.as_ref())
+            .await
+            .map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
         let deadline = cfg.strategy.phase_deadline.map_or(plan::DEFAULT_PHASE_DEADLINE, |d| d.get());
         let _ = writeln!(
             text,
@@ -59,7 +70,11 @@ pub async fn plan(
         }
         let _ = writeln!(text, "  every phase may take at most {}", humantime::format_duration(deadline));
         for (i, step) in steps.iter().enumerate() {
-            let _ = writeln!(text, "  {:>2}. {:<10} {}", i + 1, step.phase(), step.describe());
+            let detail = target.step_detail(step).unwrap_or_else(|| step.describe());
+            let _ = writeln!(text, "  {:>2}. {:<10} {detail}", i + 1, step.phase());
+        }
+        for note in &notes {
+            let _ = writeln!(text, "  {note}");
         }
         if cfg.health.is_empty() {
             let _ =
@@ -85,6 +100,7 @@ pub async fn plan(
             "live": live,
             "phase_deadline_ms": deadline.as_millis() as u64,
             "steps": steps,
+            "notes": notes,
             "health": cfg.health.iter().map(|c| health::resolve(c, "{url}")).collect::<Vec<_>>(),
         }));
     }

@@ -402,9 +402,45 @@ pub struct EcsTarget {
     pub blue_target_group_arn: Option<String>,
     #[serde(default)]
     pub green_target_group_arn: Option<String>,
-    /// One-off task run before the cutover (e.g. migrations); a non-zero exit fails the deploy.
+    /// One-off task run before the cutover (e.g. migrations): the command, run once with the
+    /// new task definition in the service's network; a non-zero exit fails the deploy.
     #[serde(default)]
     pub run_before: Option<Vec<String>>,
+    /// How long the `run_before` task may take. Default: 10m.
+    #[serde(default)]
+    pub run_before_timeout: Option<Duration>,
+    /// blue-green, canary, linear: the second service, on the other target group. gantry
+    /// creates it from `service`'s settings when missing. Default: `SERVICE-green`.
+    #[serde(default)]
+    pub green_service: Option<String>,
+    /// URL users reach the service on (the production listener): `{url}` in health checks
+    /// once users are routed. Default: the listener's load balancer DNS name and port.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// URL of the test listener, which reaches only the new version: `{url}` while it is
+    /// gated. Default: the test listener's load balancer DNS name and port.
+    #[serde(default)]
+    pub test_url: Option<String>,
+    /// Tasks the new version runs. Default: the live service's desired count (at least 1).
+    #[serde(default)]
+    pub desired_count: Option<u32>,
+    /// How long the old version keeps its tasks after traffic left it, before it is scaled
+    /// down. Default: the old target group's `deregistration_delay.timeout_seconds`.
+    #[serde(default)]
+    pub deregistration_delay: Option<Duration>,
+    /// Time between reads of the service while a deployment runs. Default: 5s.
+    #[serde(default)]
+    pub poll_interval: Option<Duration>,
+    /// Environment variables set on the container in the new task definition revision (the
+    /// declared changes; everything else is copied from the live revision).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Task-level CPU units for the new revision, e.g. `"512"`. Default: the live revision's.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Task-level memory (MiB) for the new revision, e.g. `"1024"`. Default: the live revision's.
+    #[serde(default)]
+    pub memory: Option<String>,
 }
 
 /// `kind = "lambda"`.

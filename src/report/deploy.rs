@@ -75,6 +75,14 @@ impl<'p> DeployReporter<'p> {
                 }
             }
             Event::Traffic { new_weight, .. } => live.weight = *new_weight,
+            Event::Progress { target, message } => {
+                let line = format!("{target}: {message}");
+                if self.printer.progress() {
+                    self.bar.suspend(|| self.line("Platform", line));
+                } else {
+                    self.line("Platform", line);
+                }
+            }
             Event::PhaseFinished { phase, ok, elapsed_ms, note, target, .. } => {
                 let verb = if *ok { "Done" } else { "Failed" };
                 let note = note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();

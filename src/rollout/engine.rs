@@ -401,9 +401,10 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
     }
 
     async fn begin(&mut self, record: &mut Deployment, index: usize, step: &Step) -> Result<(), String> {
+        let detail = self.target.step_detail(step).unwrap_or_else(|| step.describe());
         record.phases.push(Phase {
             name: step.phase().into(),
-            detail: step.describe(),
+            detail: detail.clone(),
             started_at: record::now(),
             finished_at: None,
             elapsed_ms: None,
@@ -420,7 +421,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
             target: record.target.clone(),
             index,
             phase: step.phase().into(),
-            detail: step.describe(),
+            detail,
             deadline_ms: deadline.as_millis() as u64,
         });
         Ok(())

@@ -26,6 +26,9 @@ pub enum Event {
     Health { target: String, phase: String, url: String, ok: bool, detail: String, streak: u32, needed: u32 },
     /// User traffic moved: `new_weight` percent now goes to the new version.
     Traffic { target: String, new_weight: u8 },
+    /// Something the platform reported while a target operation ran (a service event, a
+    /// stopped task's reason, a weight set), passed on as the target sent it.
+    Progress { target: String, message: String },
     /// A phase ended.
     PhaseFinished { target: String, index: usize, phase: String, ok: bool, elapsed_ms: u64, note: Option<String> },
     /// A failure or an interrupt: the target goes back to what was live.

@@ -11,6 +11,7 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+pub mod ecs;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,18 @@ pub struct LiveVersion {
     pub replicas: u32,
 }
 
+/// Where a target sends progress lines while an operation runs (platform events, stopped
+/// tasks, weights): the app turns each into an `Event::Progress`. Targets never print.
+pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// What a target may need from gantry.toml besides its own table.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub environment: &'a crate::config::Name,
+    pub env: &'a crate::config::Environment,
+    pub config: &'a crate::config::Config,
+}
+
 /// A failure of one target operation. `hint` says what to do by hand when it helps.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -97,6 +110,12 @@ pub trait Target {
     /// to the new version).
     fn public_url(&self) -> String;
 
+    /// What `step` does on this platform, when the engine's generic words would mislead
+    /// (shown by `plan` and in the phase events).
+    fn step_detail(&self, _step: &crate::rollout::Step) -> Option<String> {
+        None
+    }
+
     /// What runs now.
     async fn observe(&mut self) -> Result<Live, TargetError>;
 
@@ -123,22 +142,62 @@ pub trait Target {
 /// Every target kind gantry can deploy, dispatched by one `match`.
 pub enum AnyTarget {
     Local(local::LocalTarget),
+    Ecs(ecs::EcsTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
 /// local state (the `local` kind) keeps it.
-pub fn build(name: &str, cfg: &crate::config::Target, state_dir: PathBuf) -> Result<AnyTarget, TargetError> {
+pub fn build(
+    name: &str,
+    cfg: &crate::config::Target,
+    state_dir: PathBuf,
+    ctx: Context<'_>,
+) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
+    let missing = || TargetError::new(format!("target `{name}` has no [{}] settings", cfg.kind.key()));
     match cfg.kind {
         TargetKind::Local => {
-            let local = cfg
-                .local
-                .as_ref()
-                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [local] settings")))?;
+            let local = cfg.local.as_ref().ok_or_else(missing)?;
             Ok(AnyTarget::Local(local::LocalTarget::new(name, local, state_dir)?))
         }
+        TargetKind::Ecs => {
+            let e = cfg.ecs.as_ref().ok_or_else(missing)?;
+            let repository = ctx
+                .config
+                .images
+                .get(&e.image)
+                .map(|i| i.repository.clone())
+                .ok_or_else(|| TargetError::new(format!("target `{name}`: unknown image `{}`", e.image)))?;
+            let settings = ecs::Settings {
+                environment: ctx.environment.to_string(),
+                region: ctx.env.region.as_ref().map(ToString::to_string),
+                registry: ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
+                repository,
+                strategy: cfg.strategy.clone(),
+            };
+            Ok(AnyTarget::Ecs(ecs::EcsTarget::new(e, settings)))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local` targets; the cloud kinds come with their own issues")),
+            .with_hint("this version deploys `local` and `ecs` targets; the other kinds come with their own issues")),
+    }
+}
+
+impl AnyTarget {
+    /// Sends the target's progress lines to `progress` (kinds that have none ignore it).
+    pub fn set_progress(&mut self, progress: Progress) {
+        match self {
+            Self::Local(_) => {}
+            Self::Ecs(t) => t.set_progress(progress),
+        }
+    }
+
+    /// Lines for `gantry plan` beyond the steps: how they map onto the platform and what a
+    /// deploy of `release` would change there. Reads only.
+    pub async fn plan_notes(&mut self, release: Option<&Release>) -> Result<Vec<String>, TargetError> {
+        match self {
+            Self::Local(_) => Ok(Vec::new()),
+            Self::Ecs(t) => t.plan_notes(release).await,
+        }
     }
 }
 
@@ -146,48 +205,63 @@ impl Target for AnyTarget {
     fn replicas(&self) -> u32 {
         match self {
             Self::Local(t) => t.replicas(),
+            Self::Ecs(t) => t.replicas(),
         }
     }
 
     fn public_url(&self) -> String {
         match self {
             Self::Local(t) => t.public_url(),
+            Self::Ecs(t) => t.public_url(),
+        }
+    }
+
+    fn step_detail(&self, step: &crate::rollout::Step) -> Option<String> {
+        match self {
+            Self::Local(t) => t.step_detail(step),
+            Self::Ecs(t) => t.step_detail(step),
         }
     }
 
     async fn observe(&mut self) -> Result<Live, TargetError> {
         match self {
             Self::Local(t) => t.observe().await,
+            Self::Ecs(t) => t.observe().await,
         }
     }
 
     async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
         match self {
             Self::Local(t) => t.start_new(release, replicas).await,
+            Self::Ecs(t) => t.start_new(release, replicas).await,
         }
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.shift(percent).await,
+            Self::Ecs(t) => t.shift(percent).await,
         }
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.replace(old).await,
+            Self::Ecs(t) => t.replace(old).await,
         }
     }
 
     async fn retire_old(&mut self) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.retire_old().await,
+            Self::Ecs(t) => t.retire_old().await,
         }
     }
 
     async fn rollback(&mut self) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.rollback().await,
+            Self::Ecs(t) => t.rollback().await,
         }
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod codepipeline;
 mod config;
 mod deploy;
+mod ecs;
 mod image;
 mod local;
 mod package;

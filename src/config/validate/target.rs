@@ -5,7 +5,7 @@
 //! are relative to the target.
 
 use super::{Issue, unknown_name_hint};
-use crate::config::model::{Config, HealthCheck, StrategyConfig, StrategyKind, Target, TargetKind};
+use crate::config::model::{Config, EcsTarget, HealthCheck, StrategyConfig, StrategyKind, Target, TargetKind};
 use crate::config::tree::KeyPath;
 use crate::config::values::Name;
 
@@ -14,6 +14,9 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     check_provider(name, t)?;
     check_references(t, cfg)?;
     check_strategy(&t.strategy)?;
+    if let Some(ecs) = &t.ecs {
+        check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
+    }
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
     }
@@ -161,6 +164,54 @@ fn check_steps(at: &KeyPath, steps: &[crate::config::values::Percent]) -> Result
     Ok(())
 }
 
+/// ECS: blue-green, canary and linear go through the ALB, so they need the listener, the
+/// test listener and two different target groups; counts and commands are not empty.
+fn check_ecs(ecs: &EcsTarget, kind: StrategyKind) -> Result<(), Issue> {
+    let at = KeyPath::new();
+    let through_alb = matches!(kind, StrategyKind::BlueGreen | StrategyKind::Canary | StrategyKind::Linear);
+    if through_alb {
+        let keys = [
+            ("listener_arn", ecs.listener_arn.is_some()),
+            ("test_listener_arn", ecs.test_listener_arn.is_some()),
+            ("blue_target_group_arn", ecs.blue_target_group_arn.is_some()),
+            ("green_target_group_arn", ecs.green_target_group_arn.is_some()),
+        ];
+        if let Some((key, _)) = keys.iter().find(|(_, set)| !set) {
+            return Err(Issue::new(at.clone(), format!("a `{}` strategy on ECS needs `{key}`", strategy_name(kind)))
+                .hint(
+                    "blue-green, canary and linear shift ALB listener weights between two target groups: set \
+                 `listener_arn`, `test_listener_arn`, `blue_target_group_arn` and `green_target_group_arn`, \
+                 or use `type = \"rolling\"`",
+                ));
+        }
+    }
+    if ecs.blue_target_group_arn.is_some() && ecs.blue_target_group_arn == ecs.green_target_group_arn {
+        return Err(Issue::new(at.key("green_target_group_arn"), "the green target group is the blue one")
+            .hint("blue and green need a target group each"));
+    }
+    if ecs.listener_arn.is_some() && ecs.listener_arn == ecs.test_listener_arn {
+        return Err(Issue::new(at.key("test_listener_arn"), "the test listener is the production listener")
+            .hint("the test listener serves only the new version, on its own port"));
+    }
+    if ecs.green_service.as_deref() == Some(ecs.service.as_str()) {
+        return Err(Issue::new(at.key("green_service"), "`green_service` names `service` itself")
+            .hint("name a second service (default: SERVICE-green)"));
+    }
+    if ecs.desired_count == Some(0) {
+        return Err(Issue::new(at.key("desired_count"), "`desired_count` must be at least 1")
+            .hint("the new version needs a task to serve; leave it out to keep the live count"));
+    }
+    if ecs.run_before.as_ref().is_some_and(|c| c.is_empty()) {
+        return Err(Issue::new(at.key("run_before"), "`run_before` is an empty command")
+            .hint("e.g. `run_before = [\"./migrate\", \"up\"]`, or leave it out"));
+    }
+    if ecs.poll_interval.is_some_and(|d| d.get().is_zero()) {
+        return Err(Issue::new(at.key("poll_interval"), "`poll_interval` must be longer than 0s")
+            .hint("write e.g. `poll_interval = \"5s\"`"));
+    }
+    Ok(())
+}
+
 fn check_health(check: &HealthCheck) -> Result<(), Issue> {
     let at = KeyPath::new();
     for (key, value) in
@@ -228,7 +279,10 @@ mod tests {
 
     #[test]
     fn strategies_have_the_keys_their_type_needs() {
-        let with = |s: &str| check(&format!("{ECS}strategy = {s}\n"));
+        const ALB: &str = "kind = 'ecs'\necs = { cluster = 'c', service = 's', container = 'c', image = 'img', \
+                           listener_arn = 'l', test_listener_arn = 't', blue_target_group_arn = 'b', \
+                           green_target_group_arn = 'g' }\n";
+        let with = |s: &str| check(&format!("{ALB}strategy = {s}\n"));
         assert_eq!(path(with("{ type = 'rolling' }")), "strategy");
         assert_eq!(with("{ type = 'rolling', batch = '25%' }"), Ok(()));
         assert_eq!(path(with("{ type = 'canary' }")), "strategy");
@@ -239,6 +293,27 @@ mod tests {
         assert_eq!(path(with("{ type = 'linear' }")), "strategy");
         assert_eq!(path(with("{ type = 'blue-green', steps = [100] }")), "strategy.steps");
         assert_eq!(path(with("{ batch = 1 }")), "strategy.batch");
+    }
+
+    #[test]
+    fn ecs_through_the_alb_needs_listeners_and_two_target_groups() {
+        let alb =
+            "listener_arn = 'l', test_listener_arn = 't', blue_target_group_arn = 'b', green_target_group_arn = 'g'";
+        let with = |ecs: &str, strategy: &str| {
+            check(&format!(
+                "kind = 'ecs'\necs = {{ cluster = 'c', service = 's', container = 'c', image = 'img'{ecs} }}\nstrategy = {strategy}\n"
+            ))
+        };
+        assert_eq!(with("", "{ type = 'rolling', batch = 1 }"), Ok(()));
+        assert_eq!(path(with("", "{ type = 'blue-green' }")), "ecs");
+        assert_eq!(with(&format!(", {alb}"), "{ type = 'blue-green' }"), Ok(()));
+        assert_eq!(with(&format!(", {alb}"), "{ type = 'canary', steps = [10, 100] }"), Ok(()));
+        let same =
+            "listener_arn = 'l', test_listener_arn = 't', blue_target_group_arn = 'b', green_target_group_arn = 'b'";
+        assert_eq!(path(with(&format!(", {same}"), "{ type = 'blue-green' }")), "ecs.green_target_group_arn");
+        assert_eq!(path(with(", desired_count = 0", "{ type = 'rolling', batch = 1 }")), "ecs.desired_count");
+        assert_eq!(path(with(", run_before = []", "{ type = 'rolling', batch = 1 }")), "ecs.run_before");
+        assert_eq!(path(with(", green_service = 's'", "{ type = 'rolling', batch = 1 }")), "ecs.green_service");
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod oci;
 mod push;
 mod registry;
 mod source;
-mod tags;
+pub mod tags;
 mod transfer;
 
 use std::path::PathBuf;
