@@ -75,3 +75,18 @@ pub fn codepipeline(config: &SdkConfig) -> aws_sdk_codepipeline::Client {
 pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(config)
 }
+
+/// The Lambda client (the `lambda` target).
+pub fn lambda(config: &SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(config)
+}
+
+/// The CloudFront client (the `static` target).
+pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
+    aws_sdk_cloudfront::Client::new(config)
+}
+
+/// The CloudWatch client (alarms that gate a deploy).
+pub fn cloudwatch(config: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(config)
+}

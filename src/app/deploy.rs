@@ -63,7 +63,14 @@ impl<'a> EnvContext<'a> {
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
-        targets::build(name.as_str(), cfg, dir)
+        let env = self
+            .loaded
+            .config
+            .environments
+            .get(self.name)
+            .map(|e| targets::TargetEnv::new(self.loaded.config.project.name.as_str(), self.name.as_str(), e))
+            .unwrap_or_default();
+        targets::build(name.as_str(), cfg, dir, &env)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
     }
 }

@@ -300,7 +300,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
     ) -> Result<Option<String>, String> {
         let emit = self.emit;
         let started = Instant::now();
-        health::gate(self.probe, self.checks, &url, mode, deadline, |s| {
+        let checks = health::gate(self.probe, self.checks, &url, mode, deadline, |s| {
             emit(Event::Health {
                 target: target.to_owned(),
                 phase: phase.to_owned(),
@@ -310,16 +310,42 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                 streak: s.streak,
                 needed: s.needed,
             });
-        })
-        .await
-        .map(|()| {
-            Some(if self.checks.is_empty() {
-                "no health checks configured".to_owned()
-            } else {
-                format!("healthy after {}", humantime::format_duration(ms(started.elapsed())))
-            })
-        })
-        .map_err(|f| format!("health check failed: {f}"))
+        });
+        // The platform's alarms are watched beside the checks, and read once more when the
+        // checks pass: a firing alarm fails the gate whatever the checks say.
+        let passed = tokio::select! {
+            result = checks => result.map_err(|f| format!("health check failed: {f}")),
+            firing = self.watch_alarms() => Err(firing),
+        };
+        passed?;
+        if let Some(firing) = self.firing_alarms().await {
+            return Err(firing);
+        }
+        Ok(Some(if self.checks.is_empty() {
+            "no health checks configured".to_owned()
+        } else {
+            format!("healthy after {}", humantime::format_duration(ms(started.elapsed())))
+        }))
+    }
+
+    /// Asks the target for firing alarms at the checks' shortest interval (5 s without
+    /// checks); returns why the gate fails once one fires or they cannot be read.
+    async fn watch_alarms(&self) -> String {
+        let every = self.checks.iter().map(|c| c.interval.get()).min().unwrap_or(Duration::from_secs(5));
+        loop {
+            if let Some(firing) = self.firing_alarms().await {
+                return firing;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn firing_alarms(&self) -> Option<String> {
+        match self.target.alarms().await {
+            Ok(firing) if firing.is_empty() => None,
+            Ok(firing) => Some(format!("alarm firing: {}", firing.join("; "))),
+            Err(e) => Some(format!("cannot read the target's alarms: {}", chain(&e))),
+        }
     }
 
     fn target_deadline(&self) -> Instant {

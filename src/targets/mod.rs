@@ -11,7 +11,9 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+pub mod lambda;
 pub mod local;
+pub mod static_site;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,6 +56,45 @@ pub struct LiveVersion {
     pub digest: String,
     /// Replicas running (or instances, tasks; 1 where the platform has no such notion).
     pub replicas: u32,
+}
+
+/// What a cloud target needs to know of the environment it deploys in.
+#[derive(Debug, Clone, Default)]
+pub struct TargetEnv {
+    /// The environment's name (for messages).
+    pub name: String,
+    /// The project's name: published artifacts are under `PREFIX/PROJECT/VERSION/`.
+    pub project: String,
+    /// The environment's AWS region; without it the SDK's own chain decides.
+    pub region: Option<String>,
+    /// The bucket `gantry publish` put the release in.
+    pub release_bucket: Option<String>,
+    /// Key prefix in that bucket (`releases` by default).
+    pub release_prefix: String,
+}
+
+impl TargetEnv {
+    /// From the environment `name` in gantry.toml.
+    pub fn new(project: &str, name: &str, env: &crate::config::Environment) -> Self {
+        Self {
+            name: name.to_owned(),
+            project: project.to_owned(),
+            region: env.region.as_ref().map(|r| r.as_str().to_owned()),
+            release_bucket: env.release_bucket.as_ref().map(|b| b.as_str().to_owned()),
+            release_prefix: env.release_prefix.clone().unwrap_or_else(|| "releases".into()),
+        }
+    }
+
+    /// `s3://BUCKET/PREFIX/PROJECT/VERSION/FILE`: where `gantry publish` put one artifact.
+    pub fn artifact_key(&self, version: &semver::Version, file: &str) -> String {
+        let version = version.to_string().replace('+', "_");
+        [self.release_prefix.as_str(), self.project.as_str(), version.as_str(), file]
+            .iter()
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 /// A failure of one target operation. `hint` says what to do by hand when it helps.
@@ -118,16 +159,30 @@ pub trait Target {
     /// Put all traffic back on the stable version at its full replica count, and stop and
     /// remove the new version, from whatever state a deployment (or a crash) left.
     async fn rollback(&mut self) -> Result<(), TargetError>;
+
+    /// Platform alarms that fail a deployment while they fire (CloudWatch alarms in state
+    /// `ALARM`): each one's name and reason. The engine asks during every health gate and
+    /// bake. Kinds without alarms have none.
+    async fn alarms(&self) -> Result<Vec<String>, TargetError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Every target kind gantry can deploy, dispatched by one `match`.
 pub enum AnyTarget {
     Local(local::LocalTarget),
+    Lambda(lambda::LambdaTarget),
+    Static(static_site::StaticTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
-/// local state (the `local` kind) keeps it.
-pub fn build(name: &str, cfg: &crate::config::Target, state_dir: PathBuf) -> Result<AnyTarget, TargetError> {
+/// local state (the `local` kind) keeps it, `env` the environment it deploys in.
+pub fn build(
+    name: &str,
+    cfg: &crate::config::Target,
+    state_dir: PathBuf,
+    env: &TargetEnv,
+) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
     match cfg.kind {
         TargetKind::Local => {
@@ -137,8 +192,23 @@ pub fn build(name: &str, cfg: &crate::config::Target, state_dir: PathBuf) -> Res
                 .ok_or_else(|| TargetError::new(format!("target `{name}` has no [local] settings")))?;
             Ok(AnyTarget::Local(local::LocalTarget::new(name, local, state_dir)?))
         }
+        TargetKind::Lambda => {
+            let settings = cfg
+                .lambda
+                .as_ref()
+                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [lambda] settings")))?;
+            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone())))
+        }
+        TargetKind::Static => {
+            let settings = cfg
+                .static_site
+                .as_ref()
+                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [static] settings")))?;
+            let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
+            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local` targets; the cloud kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `lambda` and `static` targets")),
     }
 }
 
@@ -146,48 +216,72 @@ impl Target for AnyTarget {
     fn replicas(&self) -> u32 {
         match self {
             Self::Local(t) => t.replicas(),
+            Self::Lambda(t) => t.replicas(),
+            Self::Static(t) => t.replicas(),
         }
     }
 
     fn public_url(&self) -> String {
         match self {
             Self::Local(t) => t.public_url(),
+            Self::Lambda(t) => t.public_url(),
+            Self::Static(t) => t.public_url(),
         }
     }
 
     async fn observe(&mut self) -> Result<Live, TargetError> {
         match self {
             Self::Local(t) => t.observe().await,
+            Self::Lambda(t) => t.observe().await,
+            Self::Static(t) => t.observe().await,
         }
     }
 
     async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
         match self {
             Self::Local(t) => t.start_new(release, replicas).await,
+            Self::Lambda(t) => t.start_new(release, replicas).await,
+            Self::Static(t) => t.start_new(release, replicas).await,
         }
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.shift(percent).await,
+            Self::Lambda(t) => t.shift(percent).await,
+            Self::Static(t) => t.shift(percent).await,
         }
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.replace(old).await,
+            Self::Lambda(t) => t.replace(old).await,
+            Self::Static(t) => t.replace(old).await,
         }
     }
 
     async fn retire_old(&mut self) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.retire_old().await,
+            Self::Lambda(t) => t.retire_old().await,
+            Self::Static(t) => t.retire_old().await,
         }
     }
 
     async fn rollback(&mut self) -> Result<(), TargetError> {
         match self {
             Self::Local(t) => t.rollback().await,
+            Self::Lambda(t) => t.rollback().await,
+            Self::Static(t) => t.rollback().await,
+        }
+    }
+
+    async fn alarms(&self) -> Result<Vec<String>, TargetError> {
+        match self {
+            Self::Local(t) => t.alarms().await,
+            Self::Lambda(t) => t.alarms().await,
+            Self::Static(t) => t.alarms().await,
         }
     }
 }
