@@ -235,6 +235,11 @@ async fn deploy_locked(
     recover(ctx, printer).await?;
     let records = ctx.store.list().await.map_err(DeployError::from)?;
     let reporter = DeployReporter::new(printer);
+    // Every target checks the release first, so a bad one is found before anything moves.
+    for &(name, cfg) in &ctx.targets {
+        let mut target = ctx.build_target(name, cfg)?;
+        target.preflight(release).await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
+    }
     let mut done: Vec<(&config::Name, &config::Target, Option<ReleaseRef>)> = Vec::new();
     for &(name, cfg) in &ctx.targets {
         let history = state::target_history(&records, name.as_str());

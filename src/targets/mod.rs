@@ -160,6 +160,14 @@ pub trait Target {
     /// remove the new version, from whatever state a deployment (or a crash) left.
     async fn rollback(&mut self) -> Result<(), TargetError>;
 
+    /// Checks, before anything changes, that `release` can be deployed here (its artifact
+    /// is there, published where the platform reads it, ...). Kinds with nothing to check
+    /// pass.
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        let _ = release;
+        Ok(())
+    }
+
     /// Platform alarms that fail a deployment while they fire (CloudWatch alarms in state
     /// `ALARM`): each one's name and reason. The engine asks during every health gate and
     /// bake. Kinds without alarms have none.
@@ -282,6 +290,14 @@ impl Target for AnyTarget {
             Self::Local(t) => t.alarms().await,
             Self::Lambda(t) => t.alarms().await,
             Self::Static(t) => t.alarms().await,
+        }
+    }
+
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.preflight(release).await,
+            Self::Lambda(t) => t.preflight(release).await,
+            Self::Static(t) => t.preflight(release).await,
         }
     }
 }

@@ -2,15 +2,18 @@
 //! the library against real files, git repositories and tools.
 
 mod cli;
+mod cloudwatch;
 mod codepipeline;
 mod config;
 mod deploy;
 mod image;
+mod lambda;
 mod local;
 mod package;
 mod pipeline;
 mod proxy;
 mod publish;
 mod services;
+mod stand_in;
 mod state;
 mod support;

@@ -494,6 +494,15 @@ impl Target for LambdaTarget {
         Ok(Live { stable, new, new_weight })
     }
 
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        let (file, sha256) = self.artifact(release)?;
+        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(sha256);
+        if self.published_version(&description(release), &code_sha256).await?.is_none() {
+            self.published_artifact(release, &file, &sha256).await?;
+        }
+        Ok(())
+    }
+
     async fn start_new(&mut self, release: &Release, _replicas: u32) -> Result<String, TargetError> {
         let (file, sha256) = self.artifact(release)?;
         let code_sha256 = base64::engine::general_purpose::STANDARD.encode(sha256);

@@ -171,6 +171,15 @@ impl StaticTarget {
         })
     }
 
+    /// The site's zip in the release.
+    fn artifact(&self, release: &Release) -> Result<std::path::PathBuf, TargetError> {
+        let artifact = &self.settings.artifact;
+        release.artifacts.get(artifact.as_str()).cloned().ok_or_else(|| {
+            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
+                .with_hint(format!("package the site with `[artifacts.{artifact}]` in gantry.toml"))
+        })
+    }
+
     fn cdn<'c>(&self, clients: &'c Clients) -> Result<&'c Cdn, TargetError> {
         clients.cdn.as_ref().ok_or_else(|| {
             TargetError::new(format!("target `{}`: blue-green needs `distribution`", self.name))
@@ -326,13 +335,16 @@ impl Target for StaticTarget {
         Ok(Live { stable: stable.as_ref().map(Rel::live), new_weight: if new.is_some() { percent } else { 0 }, new })
     }
 
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        let path = self.artifact(release)?;
+        tokio::task::spawn_blocking(move || files::read_zip(&path))
+            .await
+            .map_err(|e| TargetError::new("reading the site archive stopped unexpectedly").with_source(e))??;
+        Ok(())
+    }
+
     async fn start_new(&mut self, release: &Release, _replicas: u32) -> Result<String, TargetError> {
-        let artifact = &self.settings.artifact;
-        let path = release.artifacts.get(artifact.as_str()).ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
-                .with_hint(format!("package the site with `[artifacts.{artifact}]` in gantry.toml"))
-        })?;
-        let path = path.clone();
+        let path = self.artifact(release)?;
         let site = tokio::task::spawn_blocking(move || files::read_zip(&path))
             .await
             .map_err(|e| TargetError::new("reading the site archive stopped unexpectedly").with_source(e))??;
