@@ -16,4 +16,5 @@ mod publish;
 mod services;
 mod stand_in;
 mod state;
+mod static_site;
 mod support;

@@ -267,21 +267,28 @@ impl StaticTarget {
         Ok(true)
     }
 
-    /// Deletes the files of releases beyond `keep_releases`, then forgets them.
+    /// Deletes the files of every release but the newest `keep_releases` kept ones (and the
+    /// one being deployed): older ones and those rolled back. Then forgets them.
     async fn prune(&self, state: &mut SiteState) -> Result<(), TargetError> {
         let keep = self.settings.keep_releases.unwrap_or(DEFAULT_KEEP).max(1) as usize;
-        if state.kept.len() <= keep {
-            return Ok(());
-        }
+        state.kept.truncate(keep);
         let store = &self.clients().await.store;
-        let pruned: Vec<Rel> = state.kept[keep..].to_vec();
+        let records = format!("{}.gantry/releases/", self.root());
+        let keep_ids: BTreeSet<String> = state.kept.iter().chain(state.new.iter()).map(Rel::id).collect();
         let mut kept_paths = BTreeSet::new();
-        for rel in &state.kept[..keep] {
-            kept_paths.extend(self.record(rel).await?.files.into_iter().map(|f| f.path));
+        for rel in state.kept.iter().chain(state.new.iter()) {
+            // A record a crashed prune already deleted keeps nothing.
+            if let Ok(record) = self.record(rel).await {
+                kept_paths.extend(record.files.into_iter().map(|f| f.path));
+            }
         }
-        for rel in &pruned {
+        for key in store.list(&records).await? {
+            let Some(id) = key.strip_prefix(&records).and_then(|k| k.strip_suffix(".json")) else { continue };
+            if keep_ids.contains(id) {
+                continue;
+            }
             if !self.blue_green
-                && let Ok(record) = self.record(rel).await
+                && let Some(record) = store.get_json::<ReleaseRecord>(&key).await?
             {
                 let gone: Vec<String> = record
                     .files
@@ -291,11 +298,10 @@ impl StaticTarget {
                     .collect();
                 store.delete(&gone).await?;
             }
-            let copy = store.list(&self.release_prefix(rel)).await?;
+            let copy = store.list(&format!("{}releases/{id}/", self.root())).await?;
             store.delete(&copy).await?;
-            store.delete(&[self.record_key(rel)]).await?;
+            store.delete(&[key.clone()]).await?;
         }
-        state.kept.truncate(keep);
         self.save(state).await
     }
 }
