@@ -342,6 +342,16 @@ fn a_missing_function_alias_alarm_or_release_is_named_and_nothing_changes() {
     assert!(f.alias("live")["RoutingConfig"].is_null(), "nothing was changed");
     assert_eq!(f.versions(), 2, "$LATEST and version 1: nothing published");
 
+    // Credentials Lambda refuses (a proxy answering 403 to everything).
+    let denied = crate::proxy::Proxy::start(services().moto.trim_start_matches("http://"));
+    denied.set_faults(crate::proxy::Faults { deny: true, ..crate::proxy::Faults::default() });
+    let err = stderr(&f.gantry(&["plan"]).env("AWS_ENDPOINT_URL_LAMBDA", denied.url()).assert().code(1));
+    assert!(
+        err.contains(&format!("access denied: lambda:GetFunctionConfiguration on Lambda function `{}`", f.function)),
+        "{err}"
+    );
+    assert!(err.contains("hint: the credentials need `lambda:GetFunctionConfiguration`"), "{err}");
+
     let toml = std::fs::read_to_string(f.path().join("gantry.toml")).unwrap();
     let with = |from: &str, to: &str| write_tree(f.path(), &[("gantry.toml", &toml.replace(from, to))]);
     with(&format!("function = \"{}\"", f.function), "function = \"no-such-function\"");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::proxy::{Faults, Proxy};
 use crate::services::{aws_env, services, unique};
 use crate::stand_in::{self, Response, Server, aws, get, moto_get};
 use crate::support::{gantry, write_tree};
@@ -22,6 +23,8 @@ struct Site {
     bucket: String,
     distribution: String,
     cdn: Server,
+    /// gantry's S3 traffic goes through it: its request log shows the order of writes.
+    s3: Proxy,
 }
 
 impl Site {
@@ -54,7 +57,8 @@ impl Site {
             cdn = cdn.url()
         );
         write_tree(dir.path(), &[("gantry.toml", &config)]);
-        Self { dir, bucket, distribution, cdn }
+        let s3 = Proxy::start(s.moto.trim_start_matches("http://"));
+        Self { dir, bucket, distribution, cdn, s3 }
     }
 
     fn path(&self) -> &Path {
@@ -63,7 +67,11 @@ impl Site {
 
     fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
         let mut cmd = gantry(self.path());
-        cmd.args(["--env", "dev"]).args(args).envs(aws_env(services())).env("GANTRY_AWS_MAX_ATTEMPTS", "2");
+        cmd.args(["--env", "dev"])
+            .args(args)
+            .envs(aws_env(services()))
+            .env("AWS_ENDPOINT_URL_S3", self.s3.url())
+            .env("GANTRY_AWS_MAX_ATTEMPTS", "2");
         cmd
     }
 
@@ -120,9 +128,9 @@ impl Site {
 
     fn keys(&self, prefix: &str) -> Vec<String> {
         let listed = aws(&["s3api", "list-objects-v2", "--bucket", &self.bucket, "--prefix", prefix]);
-        listed["Contents"].as_array().map_or_else(Vec::new, |c| {
-            c.iter().map(|o| o["Key"].as_str().unwrap().to_owned()).collect()
-        })
+        listed["Contents"]
+            .as_array()
+            .map_or_else(Vec::new, |c| c.iter().map(|o| o["Key"].as_str().unwrap().to_owned()).collect())
     }
 
     fn invalidated_paths(&self) -> Vec<String> {
@@ -156,7 +164,8 @@ fn edge(moto: String, bucket: String, distribution: String) -> Server {
     stand_in::serve(Arc::new(move |req| {
         let origin = origin_path(&moto, &distribution);
         let (key, live) = if let Some(path) = req.path.strip_prefix("/site/") {
-            let path = if path.is_empty() || path.ends_with('/') { format!("{path}index.html") } else { path.to_owned() };
+            let path =
+                if path.is_empty() || path.ends_with('/') { format!("{path}index.html") } else { path.to_owned() };
             let origin = origin.trim_start_matches('/');
             (if origin.is_empty() { path } else { format!("{origin}/{path}") }, true)
         } else if let Some(rest) = req.path.strip_prefix("/preview/") {
@@ -168,7 +177,10 @@ fn edge(moto: String, bucket: String, distribution: String) -> Server {
         };
         let (status, body) = moto_get(&moto, "s3", &format!("/{bucket}/{key}"));
         if status != 200 {
-            return Response::text(if status == 404 { 404 } else { 502 }, format!("origin answered {status} for {key}"));
+            return Response::text(
+                if status == 404 { 404 } else { 502 },
+                format!("origin answered {status} for {key}"),
+            );
         }
         if live && String::from_utf8_lossy(&body).contains("BREAK-LIVE") {
             return Response::text(503, "broken behind the CDN");
@@ -186,6 +198,18 @@ fn in_place_uploads_assets_first_keeps_releases_and_rolls_back_entry_points() {
     let site = Site::new("{ type = \"all-at-once\" }", ", keep_releases = 2");
     let (r1, asset1) = site.release("1.0.0", "ok");
     site.deploy("1.0.0").success();
+    // Writes: every hashed asset before any entry point, in the release's copy and at the root.
+    let writes: Vec<String> = site.s3.requests().into_iter().filter(|r| r.starts_with("PUT ")).collect();
+    let at = |key: &str| {
+        writes.iter().position(|r| r.split_whitespace().nth(1).is_some_and(|p| p.split('?').next() == Some(key)))
+    };
+    for prefix in [format!("releases/{r1}/"), String::new()] {
+        let asset = at(&format!("/{}/{prefix}{asset1}", site.bucket)).expect("the asset was written");
+        for entry in ["index.html", "health.json", "favicon.ico"] {
+            let entry = at(&format!("/{}/{prefix}{entry}", site.bucket)).expect("the entry point was written");
+            assert!(asset < entry, "{prefix}{asset1} is written before {prefix}{entry}: {writes:#?}");
+        }
+    }
     assert!(site.served("").1.contains("<p>1.0.0</p>"));
     let index = site.head("index.html").expect("index.html at the root");
     assert_eq!(index["CacheControl"], "no-cache");
@@ -275,11 +299,14 @@ fn plan_shows_the_blue_green_steps() {
     let plan: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let target = &plan["targets"][0];
     assert_eq!(target["live"]["stable"], serde_json::Value::Null);
-    insta::assert_json_snapshot!("static_plan_blue_green", serde_json::json!({
-        "kind": target["kind"],
-        "strategy": target["strategy"],
-        "steps": target["steps"],
-    }));
+    insta::assert_json_snapshot!(
+        "static_plan_blue_green",
+        serde_json::json!({
+            "kind": target["kind"],
+            "strategy": target["strategy"],
+            "steps": target["steps"],
+        })
+    );
 }
 
 #[test]
@@ -295,6 +322,14 @@ fn a_missing_bucket_or_distribution_is_named_and_nothing_changes() {
     let err = stderr(&site.gantry(&["deploy", "--version", "1.0.0"]).assert().code(1));
     assert!(err.contains("ENOSUCHDIST"), "{err}");
     assert!(site.keys("").is_empty(), "nothing was uploaded: {:?}", site.keys(""));
+
+    // Credentials S3 refuses.
+    write_tree(site.path(), &[("gantry.toml", &toml)]);
+    site.s3.set_faults(Faults { deny: true, ..Faults::default() });
+    let err = stderr(&site.gantry(&["plan"]).assert().code(1));
+    assert!(err.contains(&format!("access denied: s3:ListBucket on S3 bucket `{}`", site.bucket)), "{err}");
+    assert!(err.contains("hint: the credentials need `s3:ListBucket`"), "{err}");
+    site.s3.set_faults(Faults::default());
 
     with(&format!("bucket = \"{}\"", site.bucket), "bucket = \"no-such-bucket-here\"");
     let err = stderr(&site.gantry(&["plan"]).assert().code(1));

@@ -300,7 +300,7 @@ impl StaticTarget {
             }
             let copy = store.list(&format!("{}releases/{id}/", self.root())).await?;
             store.delete(&copy).await?;
-            store.delete(&[key.clone()]).await?;
+            store.delete(std::slice::from_ref(&key)).await?;
         }
         self.save(state).await
     }
