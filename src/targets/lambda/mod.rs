@@ -343,6 +343,8 @@ impl LambdaTarget {
         let expected = crate::publish::s3::b64(sha256);
         let lambda = &self.clients().await.lambda;
         let what = format!("Lambda function `{}`", self.function());
+        // An update still in progress (another deploy, the console) would refuse this one.
+        self.wait_updated().await?;
         lambda
             .update_function_code()
             .function_name(self.function())
