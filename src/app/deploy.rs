@@ -159,8 +159,10 @@ pub async fn deploy(
     let wait = parse_wait(args.wait_lock.as_deref())?;
     let approval = crate::pipeline::gate::require(loaded, env, args.release_version.as_deref()).await?;
     let mut ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
+    // Inside the pipeline the release is the one the approved execution carries.
+    let gated = approval.as_ref().and_then(|a| a["version"].as_str()).map(str::to_owned);
     ctx.approval = approval;
-    let release = match &args.release_version {
+    let release = match args.release_version.as_ref().or(gated.as_ref()) {
         Some(v) => releases::find(loaded, v, None)?,
         None => releases::package_working_tree(loaded, printer).await?,
     };
@@ -183,6 +185,8 @@ pub async fn rollback(
     cancel: Cancel,
 ) -> Result<(), Error> {
     let approval = crate::pipeline::gate::require(loaded, env, args.to.as_deref()).await?;
+    // Inside the pipeline, only the release the approved execution carries may go live.
+    let to = args.to.clone().or_else(|| approval.as_ref().and_then(|a| a["version"].as_str()).map(str::to_owned));
     let mut ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;
     ctx.approval = approval;
     let lock = ctx.store.lock("rollback", &user(), lease(), Duration::ZERO).await.map_err(DeployError::from)?;
@@ -194,7 +198,7 @@ pub async fn rollback(
         // first target runs now.
         let (first, _) = ctx.targets[0];
         let history = state::target_history(&records, first.as_str());
-        let to = match &args.to {
+        let to = match &to {
             Some(v) => {
                 let known = records.iter().find(|d| d.release.version.to_string() == v.trim_start_matches('v'));
                 releases::find(loaded, v, known.map(|d| d.release.digest.as_str()))?

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::cli::{ApprovalArgs, PipelineStartArgs, PipelineWatchArgs};
-use crate::pipeline::{self, Pipeline, PipelineError, WatchSettings, approval};
+use crate::pipeline::source::ReleaseBucket;
+use crate::pipeline::{self, Pipeline, PipelineError, StartSettings, WatchSettings, approval};
 use crate::report::{PipelineReporter, Printer};
 use crate::rollout::Cancel;
 use crate::{Error, config};
@@ -35,14 +36,34 @@ pub async fn start(
     printer: &Printer,
 ) -> Result<(), Error> {
     let b = bind(loaded, env, "pipeline start").await?;
-    let started = b.pipeline.start(args.release_version.as_deref()).await?;
-    if let (Some(v), false) = (&started.version, started.pinned) {
+    let environment = super::environment(loaded, env, "pipeline start")?.1;
+    let bucket = ReleaseBucket::for_env(crate::aws::s3(&b.sdk), loaded.config.project.name.as_str(), environment);
+    let settings = StartSettings::from_env(args.new);
+    let started =
+        pipeline::start::start(&b.pipeline, bucket.as_ref(), &b.env, args.release_version.as_deref(), &settings)
+            .await?;
+    if let (Some(v), false, false, None) = (&started.version, started.pinned, started.found, &started.source_revision) {
         printer.warn(format!(
             "pipeline `{}` declares no `version` variable, so it runs its newest source revision, which may not be {v}",
             started.pipeline
         ));
     }
-    printer.status("Started", format!("{} execution {}", started.pipeline, started.execution_id));
+    let release = started.version.as_deref().map(|v| format!(" for {v}")).unwrap_or_default();
+    let revision = started.source_revision.as_deref().map(|r| format!(", source revision {r}")).unwrap_or_default();
+    if started.found {
+        printer.status(
+            "Found",
+            format!(
+                "{} execution {}{release} ({}{revision}): publish already started it",
+                started.pipeline,
+                started.execution_id,
+                started.status.as_deref().unwrap_or("running")
+            ),
+        );
+    } else {
+        printer
+            .status("Started", format!("{} execution {}{release}{revision}", started.pipeline, started.execution_id));
+    }
     printer.json(&serde_json::to_value(&started).unwrap_or_default());
     if printer.format == crate::cli::OutputFormat::Human {
         printer.text(&format!("{}\n", started.execution_id));

@@ -183,10 +183,13 @@ pub enum PipelineCommand {
 
 #[derive(Debug, Args)]
 pub struct PipelineStartArgs {
-    /// Published version to release, passed as the pipeline's `version` variable (without it,
-    /// the pipeline runs its newest source revision with the variable's default)
+    /// Published version to release (default: the latest published in the release bucket),
+    /// passed as the pipeline's `version` variable and pinned as its S3 source revision
     #[arg(long = "version", value_name = "SEMVER")]
     pub release_version: Option<String>,
+    /// Start a new execution even when one already runs (or ran) the release's source revision
+    #[arg(long)]
+    pub new: bool,
 }
 
 #[derive(Debug, Args)]

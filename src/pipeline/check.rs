@@ -83,6 +83,7 @@ mod tests {
                 category: category.into(),
                 provider: provider.into(),
                 configuration: config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                outputs: vec![],
             }],
         }
     }
@@ -101,7 +102,7 @@ mod tests {
                 stage("Approval", "Approval", "Manual", &[]),
                 stage("Deploy", "Build", "CodeBuild", &[]),
             ],
-            variables: vec![],
+            variables: Default::default(),
         };
         assert!(problems(&decl, Some("b"), KEY, true).is_empty());
     }
@@ -114,14 +115,15 @@ mod tests {
                 stage("Deploy", "Build", "CodeBuild", &[]),
                 stage("Approval", "Approval", "Manual", &[]),
             ],
-            variables: vec![],
+            variables: Default::default(),
         };
         assert_eq!(
             problems(&late, Some("b"), KEY, true),
             ["the manual approval (stage `Approval`) does not come before the deploy stage"]
         );
         assert!(problems(&late, Some("b"), KEY, false).is_empty(), "no approval needed");
-        let bare = Declaration { stages: vec![stage("Deploy", "Build", "CodeBuild", &[])], variables: vec![] };
+        let bare =
+            Declaration { stages: vec![stage("Deploy", "Build", "CodeBuild", &[])], variables: Default::default() };
         let found = problems(&bare, Some("other"), KEY, true);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("no S3 source action watching s3://other/"), "{found:?}");

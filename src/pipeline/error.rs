@@ -38,6 +38,26 @@ pub enum PipelineError {
     Timeout { execution: String, timeout: String },
     #[error("stopped watching execution {execution}; the pipeline goes on")]
     Interrupted { execution: String },
+    #[error("environment `{env}` names no `release_bucket` to find its published releases in")]
+    NoReleaseBucket { env: String },
+    #[error("no release is published in s3://{bucket}/{prefix} (no committed release.json under it)")]
+    NothingPublished { env: String, bucket: String, prefix: String },
+    #[error("release {version} is not published: s3://{bucket}/{key} does not exist")]
+    NotPublished { env: String, bucket: String, key: String, version: String },
+    #[error("no version of the pipeline source s3://{bucket}/{key} holds release {version}")]
+    NoSourceRevision { env: String, bucket: String, key: String, version: String },
+    #[error("release bucket `{bucket}` does not exist (or is not visible to these credentials)")]
+    NoBucket { bucket: String },
+    #[error("{operation} s3://{bucket}/{key} failed")]
+    Bucket {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Source,
+    },
+    #[error("s3://{bucket}/{key} version {version_id} is not a pipeline source gantry publish wrote: {reason}")]
+    BadSource { bucket: String, key: String, version_id: String, reason: String },
     /// The production gate refused a deploy.
     #[error("`{env}` needs an approved pipeline execution to deploy: {reason}")]
     Gate { env: String, reason: String },
@@ -46,7 +66,12 @@ pub enum PipelineError {
 impl PipelineError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::NoPipeline { .. } => exit::USAGE,
+            Self::NoPipeline { .. }
+            | Self::NoReleaseBucket { .. }
+            | Self::NothingPublished { .. }
+            | Self::NotPublished { .. }
+            | Self::NoSourceRevision { .. }
+            | Self::NoBucket { .. } => exit::USAGE,
             Self::NothingPending { .. } | Self::WrongExecution { .. } | Self::Gate { .. } => exit::APPROVAL,
             Self::Ended { rejected: true, .. } => exit::APPROVAL,
             Self::Interrupted { .. } => exit::INTERRUPTED,
@@ -61,6 +86,19 @@ impl PipelineError {
             Self::ExecutionNotFound { pipeline, .. } | Self::NoExecutions { pipeline } => {
                 Some(format!("`gantry pipeline status` lists the latest executions of `{pipeline}`"))
             }
+            Self::NoReleaseBucket { env } => Some(format!(
+                "pass --version, or set `release_bucket` under [environments.{env}] in gantry.toml and `gantry publish --env {env}`"
+            )),
+            Self::NothingPublished { env, .. } => {
+                Some(format!("publish a release first: `gantry package`, then `gantry publish --env {env}`"))
+            }
+            Self::NotPublished { env, version, .. } => Some(format!(
+                "publish it first (`gantry package --version {version}`, then `gantry publish --env {env}`), or leave out --version for the latest published release"
+            )),
+            Self::NoSourceRevision { env, version, .. } => Some(format!(
+                "publish {version} again (`gantry publish --env {env}` with it packaged) to write its pipeline source; the bucket must be versioned"
+            )),
+            Self::NoBucket { .. } => Some("check `release_bucket` of the environment in gantry.toml".into()),
             Self::Api { throttled: true, .. } => Some("CodePipeline is throttling requests; try again in a minute".into()),
             Self::Ended { rejected: true, .. } => Some("the release was rejected: start a new execution once it is fixed".into()),
             Self::NothingPending { execution: Some(e), .. } => {

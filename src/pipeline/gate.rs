@@ -1,15 +1,24 @@
 //! The production gate. An environment with `approval = "required"` is deployed only from
 //! inside its pipeline's Deploy stage, after that execution's Manual approval succeeded, for
-//! the version that execution carries.
+//! the release that execution carries.
 //!
 //! The environment says where gantry claims to run: `CODEBUILD_BUILD_ID` (set by CodeBuild)
 //! and `GANTRY_PIPELINE_EXECUTION_ID` (the buildspec passes `#{codepipeline.PipelineExecutionId}`).
 //! Neither is trusted alone: ListActionExecutions must show, for that execution of the
 //! environment's pipeline, a running build action whose external id is this build, and a
 //! succeeded approval action that finished before it started; GetPipelineExecution must show
-//! the execution still running with this version. A faked id, another execution's approval,
-//! a rejected or expired approval, or a finished execution is refused with exit 5.
+//! the execution still running. A faked id, another execution's approval, a rejected or
+//! expired approval, or a finished execution is refused with exit 5.
+//!
+//! The execution's release is read from the service, never from the deploy's environment:
+//! when the environment has a release bucket, it is the release inside the pipeline source
+//! object version the execution runs (its S3 source revision, `artifactRevisions`), so an
+//! execution the S3 source started on a publish carries its release without any variable.
+//! A `version` variable set to something other than its default must agree with it. Without
+//! a release bucket (or a source revision), the variable alone names the release. A deploy
+//! that names a version must name exactly that one; one that names none deploys it.
 
+use super::source::ReleaseBucket;
 use super::{ActionRun, Pipeline, PipelineError};
 use crate::config;
 
@@ -44,11 +53,13 @@ pub async fn require(
     else {
         return Ok(None);
     };
-    Ok(check(name.as_str(), environment, version).await?)
+    Ok(check(loaded.config.project.name.as_str(), name.as_str(), environment, version).await?)
 }
 
-/// `require` for one resolved environment.
+/// `require` for one resolved environment. The approval record's `version` is the release
+/// the execution carries: the one to deploy when `version` is `None`.
 pub async fn check(
+    project: &str,
     env_name: &str,
     env: &config::Environment,
     version: Option<&str>,
@@ -66,12 +77,10 @@ pub async fn check(
             "this is not the pipeline's Deploy stage ({BUILD_VAR} and {EXECUTION_VAR} are not both set)"
         )));
     };
-    let Some(version) = version else {
-        return Err(refuse("a deploy from the pipeline names its release: pass --version".into()));
-    };
     let sdk = crate::aws::load(env.region.as_ref().map(config::Region::as_str)).await;
     let pipeline = Pipeline::new(crate::aws::codepipeline(&sdk), name);
-    verify(&pipeline, &execution, &build, version).await.map_err(|e| match e {
+    let bucket = ReleaseBucket::for_env(crate::aws::s3(&sdk), project, env);
+    verify(&pipeline, bucket.as_ref(), &execution, &build, version).await.map_err(|e| match e {
         PipelineError::Gate { reason, .. } => refuse(reason),
         PipelineError::ExecutionNotFound { execution, .. } => {
             refuse(format!("pipeline `{name}` has no execution {execution}"))
@@ -81,12 +90,13 @@ pub async fn check(
 }
 
 /// Checks the claim against the API; returns the approval to record. The order gives the
-/// most telling reason first: the approval, then the execution, the build, the version.
+/// most telling reason first: the approval, then the execution, the build, the release.
 pub async fn verify(
     pipeline: &Pipeline,
+    bucket: Option<&ReleaseBucket>,
     execution: &str,
     build: &str,
-    version: &str,
+    version: Option<&str>,
 ) -> Result<Option<serde_json::Value>, PipelineError> {
     let refuse = |reason: String| PipelineError::Gate { env: String::new(), reason };
     let info = pipeline.execution(execution).await?;
@@ -112,15 +122,28 @@ pub async fn verify(
     if approval.updated > deploy.started {
         return Err(refuse(format!("the approval of execution {execution} came after its deploy action started")));
     }
-    match info.version() {
-        Some(v) if v == version.trim_start_matches('v') => {}
-        Some(v) => return Err(refuse(format!("execution {execution} was approved for release {v}, not {version}"))),
-        None => return Err(refuse(format!("execution {execution} names no release (pipeline variable `version`)"))),
+    let carried = release_of(pipeline, bucket, &info).await?;
+    let carried = match carried {
+        Carried::Release { version, revision } => (version, revision),
+        Carried::Disagree(reason) | Carried::Unreadable(reason) => return Err(refuse(reason)),
+        Carried::Nothing => {
+            return Err(refuse(format!(
+                "execution {execution} names no release (no source revision of the release bucket's pipeline source, no pipeline variable `version`)"
+            )));
+        }
+    };
+    if let Some(asked) = version {
+        let asked = asked.trim().trim_start_matches('v');
+        if asked != carried.0 {
+            return Err(refuse(format!("execution {execution} was approved for release {}, not {asked}", carried.0)));
+        }
     }
     Ok(Some(serde_json::json!({
         "pipeline": pipeline.name,
         "execution": execution,
-        "version": version,
+        "version": carried.0,
+        "source_revision": carried.1,
+        "trigger": info.trigger,
         "stage": approval.stage,
         "action": approval.action,
         "approved_by": approval.updated_by,
@@ -128,4 +151,55 @@ pub async fn verify(
         "approved_at": approval.updated,
         "build": build,
     })))
+}
+
+/// The release an execution carries.
+enum Carried {
+    Release {
+        version: String,
+        revision: Option<String>,
+    },
+    /// The source revision and the `version` variable name different releases.
+    Disagree(String),
+    /// The source revision could not be read as a release.
+    Unreadable(String),
+    Nothing,
+}
+
+/// The release inside the execution's source revision (an object version of the pipeline
+/// source the environment's bucket holds), checked against a `version` variable that is not
+/// its default; the variable alone when there is no bucket or revision.
+async fn release_of(
+    pipeline: &Pipeline,
+    bucket: Option<&ReleaseBucket>,
+    info: &super::ExecutionInfo,
+) -> Result<Carried, PipelineError> {
+    let declared = pipeline.declaration().await?;
+    let default = declared.variables.get("version").cloned().flatten();
+    let variable = info.version().filter(|v| Some(*v) != default.as_deref()).map(str::to_owned);
+    let source = bucket.and_then(|b| {
+        let action = declared.s3_source_action(&b.bucket, &b.source_key)?;
+        let revision = info.revisions.iter().find(|r| action.outputs.contains(&r.name))?;
+        Some((b, revision.id.clone()))
+    });
+    let Some((bucket, revision)) = source else {
+        return Ok(variable.map_or(Carried::Nothing, |version| Carried::Release { version, revision: None }));
+    };
+    let release = match bucket.source_release(&revision).await {
+        Ok(m) => m.version.to_string(),
+        Err(e) => {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            return Ok(Carried::Unreadable(format!(
+                "the release of execution {}'s source revision {revision} cannot be read: {e}{cause}",
+                info.id
+            )));
+        }
+    };
+    match variable {
+        Some(v) if v.trim_start_matches('v') != release => Ok(Carried::Disagree(format!(
+            "execution {} runs source revision {revision} (release {release}), but its `version` variable says {v}",
+            info.id
+        ))),
+        _ => Ok(Carried::Release { version: release, revision: Some(revision) }),
+    }
 }

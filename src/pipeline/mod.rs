@@ -10,15 +10,20 @@ pub mod check;
 mod error;
 pub mod gate;
 mod snapshot;
+pub mod source;
+pub mod start;
 pub mod template;
 pub mod watch;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_codepipeline::types::{ActionExecutionFilter, PipelineVariable};
+use aws_sdk_codepipeline::types::{
+    ActionExecutionFilter, PipelineVariable, SourceRevisionOverride, SourceRevisionType,
+};
 
 pub use error::PipelineError;
-pub use snapshot::{ActionInfo, ActionRun, ExecutionInfo, StageInfo, Status, status};
+pub use snapshot::{ActionInfo, ActionRun, ExecutionInfo, Revision, StageInfo, Status, status};
+pub use start::{StartSettings, Started};
 pub use watch::{Event, WatchSettings};
 
 use error::api;
@@ -30,26 +35,22 @@ pub struct Pipeline {
     pub name: String,
 }
 
-/// The result of `gantry pipeline start`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Started {
-    pub pipeline: String,
-    pub execution_id: String,
-    pub version: Option<String>,
-    /// Whether the version was passed as the pipeline's `version` variable (V2 pipelines).
-    pub pinned: bool,
-}
-
 impl Pipeline {
     pub fn new(client: aws_sdk_codepipeline::Client, name: impl Into<String>) -> Self {
         Self { client, name: name.into() }
     }
 
     /// StartPipelineExecution, passing `version` as the `version` variable when the pipeline
-    /// declares one (V2). Without the variable the pipeline takes its newest source revision.
-    pub async fn start(&self, version: Option<&str>) -> Result<Started, PipelineError> {
-        let declared = self.declaration().await?;
-        let pinned = version.is_some() && declared.variables.iter().any(|v| v == "version");
+    /// declares one (V2), and pinning a source action to an S3 object version when `pin`
+    /// names one (`action`, version id). Without a pin the pipeline takes the newest source
+    /// revision. Returns the execution id and whether the variable was passed.
+    pub async fn start(
+        &self,
+        declared: &Declaration,
+        version: Option<&str>,
+        pin: Option<(&str, &str)>,
+    ) -> Result<(String, bool), PipelineError> {
+        let pinned = version.is_some() && declared.variables.contains_key("version");
         let mut req = self.client.start_pipeline_execution().name(&self.name);
         if let (true, Some(v)) = (pinned, version) {
             let var = PipelineVariable::builder()
@@ -59,13 +60,17 @@ impl Pipeline {
                 .map_err(|e| api("StartPipelineExecution", &self.name, e))?;
             req = req.variables(var);
         }
+        if let Some((action, version_id)) = pin {
+            let over = SourceRevisionOverride::builder()
+                .action_name(action)
+                .revision_type(SourceRevisionType::S3ObjectVersionId)
+                .revision_value(version_id)
+                .build()
+                .map_err(|e| api("StartPipelineExecution", &self.name, e))?;
+            req = req.source_revisions(over);
+        }
         let out = req.send().await.map_err(|e| api("StartPipelineExecution", &self.name, e))?;
-        Ok(Started {
-            pipeline: self.name.clone(),
-            execution_id: out.pipeline_execution_id().unwrap_or_default().to_owned(),
-            version: version.map(str::to_owned),
-            pinned,
-        })
+        Ok((out.pipeline_execution_id().unwrap_or_default().to_owned(), pinned))
     }
 
     /// GetPipeline, reduced to what gantry checks: stages with their actions, and variables.
@@ -88,11 +93,14 @@ impl Pipeline {
                         category: a.action_type_id().map(|t| t.category().as_str().to_owned()).unwrap_or_default(),
                         provider: a.action_type_id().map(|t| t.provider().to_owned()).unwrap_or_default(),
                         configuration: a.configuration().cloned().unwrap_or_default().into_iter().collect(),
+                        outputs: a.output_artifacts().iter().map(|o| o.name().to_owned()).collect(),
                     })
                     .collect(),
             })
             .collect();
-        Ok(Declaration { stages, variables: p.variables().iter().map(|v| v.name().to_owned()).collect() })
+        let variables =
+            p.variables().iter().map(|v| (v.name().to_owned(), v.default_value().map(str::to_owned))).collect();
+        Ok(Declaration { stages, variables })
     }
 
     /// GetPipelineExecution: status, summary and resolved variables.
@@ -119,6 +127,18 @@ impl Pipeline {
                 .filter_map(|v| Some((v.name()?.to_owned(), v.resolved_value()?.to_owned())))
                 .collect::<BTreeMap<_, _>>(),
             started: None,
+            trigger: e.trigger().and_then(|t| t.trigger_type()).map(|t| t.as_str().to_owned()),
+            revisions: e
+                .artifact_revisions()
+                .iter()
+                .filter_map(|r| {
+                    Some(Revision {
+                        name: r.name().unwrap_or_default().to_owned(),
+                        id: r.revision_id()?.to_owned(),
+                        summary: r.revision_summary().map(str::to_owned),
+                    })
+                })
+                .collect(),
         })
     }
 
@@ -141,6 +161,18 @@ impl Pipeline {
                 summary: s.status_summary().map(str::to_owned),
                 variables: BTreeMap::new(),
                 started: s.start_time().map(|t| t.as_secs_f64()),
+                trigger: s.trigger().and_then(|t| t.trigger_type()).map(|t| t.as_str().to_owned()),
+                revisions: s
+                    .source_revisions()
+                    .iter()
+                    .filter_map(|r| {
+                        Some(Revision {
+                            name: r.action_name().to_owned(),
+                            id: r.revision_id()?.to_owned(),
+                            summary: r.revision_summary().map(str::to_owned),
+                        })
+                    })
+                    .collect(),
             })
             .collect())
     }
@@ -176,7 +208,26 @@ impl Pipeline {
 #[derive(Debug, Clone)]
 pub struct Declaration {
     pub stages: Vec<DeclaredStage>,
-    pub variables: Vec<String>,
+    /// Pipeline variables (V2) and their defaults.
+    pub variables: BTreeMap<String, Option<String>>,
+}
+
+impl Declaration {
+    /// The name of the S3 source action watching `bucket`/`key`.
+    pub fn s3_source(&self, bucket: &str, key: &str) -> Option<&str> {
+        self.s3_source_action(bucket, key).map(|a| a.name.as_str())
+    }
+
+    /// The S3 source action watching `bucket`/`key`.
+    pub fn s3_source_action(&self, bucket: &str, key: &str) -> Option<&DeclaredAction> {
+        self.stages.iter().flat_map(|s| &s.actions).find(|a| {
+            let config = |k: &str| a.configuration.get(k).map(String::as_str);
+            a.category == "Source"
+                && a.provider == "S3"
+                && config("S3Bucket") == Some(bucket)
+                && config("S3ObjectKey") == Some(key)
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -192,4 +243,6 @@ pub struct DeclaredAction {
     pub category: String,
     pub provider: String,
     pub configuration: BTreeMap<String, String>,
+    /// Names of its output artifacts (a source action's revision is named after its artifact).
+    pub outputs: Vec<String>,
 }

@@ -19,11 +19,33 @@ pub struct ExecutionInfo {
     /// Start time, epoch seconds (from ListPipelineExecutions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started: Option<f64>,
+    /// What started it: `StartPipelineExecution`, `CloudWatchEvent` (an S3 source change), ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Its source revisions: for an S3 source, the object version id it runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<Revision>,
+}
+
+/// One source revision of an execution: `artifactRevisions` of GetPipelineExecution
+/// (named by artifact) or `sourceRevisions` of ListPipelineExecutions (named by action).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Revision {
+    pub name: String,
+    /// For an S3 source, the object's version id.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl ExecutionInfo {
     pub fn version(&self) -> Option<&str> {
         self.variables.get("version").map(String::as_str)
+    }
+
+    /// Whether it carries `revision` (an S3 object version id) as a source revision.
+    pub fn runs_revision(&self, revision: &str) -> bool {
+        self.revisions.iter().any(|r| r.id == revision)
     }
 }
 

@@ -72,14 +72,14 @@ pub fn definition(project: &str, env_name: &str, env: &config::Environment, pipe
 pub fn buildspec(env_name: &str) -> String {
     format!(
         "# CodeBuild runs this in the deployer image (gantry on PATH) for the pipeline's Deploy stage.\n\
-         # CodePipeline passes {EXECUTION_VAR} and {VERSION_VAR}; CodeBuild sets CODEBUILD_BUILD_ID.\n\
-         # gantry checks all three against the CodePipeline API (this execution's approval, this\n\
-         # build, this version) before it deploys an approval-required environment. An execution\n\
-         # the S3 source started on its own carries the default version 0.0.0, which the gate\n\
-         # refuses: start releases with `gantry --env {env_name} pipeline start --version V`.\n\
+         # CodePipeline passes {EXECUTION_VAR} (and {VERSION_VAR}); CodeBuild sets CODEBUILD_BUILD_ID.\n\
+         # gantry checks them against the CodePipeline API (this execution's approval, this build)\n\
+         # before it deploys an approval-required environment, and deploys the release the execution\n\
+         # carries: the one in its S3 source revision (the pipeline source object version `gantry\n\
+         # publish` wrote), so executions the S3 source starts on a publish deploy without a variable.\n\
          version: 0.2\n\
          env:\n  shell: bash\n\
          phases:\n  build:\n    commands:\n\
-         \x20     - gantry --env {env_name} deploy --version \"${VERSION_VAR}\"\n"
+         \x20     - gantry --env {env_name} deploy\n"
     )
 }

@@ -105,8 +105,19 @@ pub struct PublishReport {
     pub bucket: String,
     pub prefix: String,
     pub objects: Vec<ObjectReport>,
+    /// The pipeline source object as stored, when the environment has a pipeline: its
+    /// version id is the source revision of the execution the S3 source starts.
+    pub pipeline_source: Option<SourceReport>,
     pub bytes_uploaded: u64,
     pub elapsed_ms: u128,
+}
+
+/// Where the pipeline source object is, and which object version this publish left there.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub status: Status,
 }
 
 /// Typed progress, consumed by `report::PublishReporter`.
@@ -299,6 +310,11 @@ pub async fn apply(
         events(Event::Object(&report));
         reports.push(report);
     }
+    let pipeline_source = reports.iter().find(|r| r.role == Role::PipelineSource).map(|r| SourceReport {
+        key: r.key.clone(),
+        version_id: r.version_id.clone(),
+        status: r.status,
+    });
     Ok(PublishReport {
         project: plan.manifest.project.clone(),
         version,
@@ -306,6 +322,7 @@ pub async fn apply(
         bucket: plan.bucket.clone(),
         prefix: plan.release_prefix.clone(),
         objects: reports,
+        pipeline_source,
         bytes_uploaded,
         elapsed_ms: started.elapsed().as_millis(),
     })

@@ -68,5 +68,13 @@ impl<'p> PublishReporter<'p> {
                 report.elapsed_ms as f64 / 1000.0
             ),
         );
+        if let Some(source) = &report.pipeline_source {
+            let version = source.version_id.as_deref().unwrap_or("none (the bucket is not versioned)");
+            let what = if source.status == Status::Unchanged { "unchanged" } else { "written" };
+            self.printer.status(
+                "Source",
+                format!("pipeline source s3://{}/{} {what}, object version {version}", report.bucket, source.key),
+            );
+        }
     }
 }

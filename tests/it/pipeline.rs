@@ -429,15 +429,19 @@ fn deploying(p: &Project) -> (String, String) {
 }
 
 fn client(p: &Project) -> gantry::pipeline::Pipeline {
+    client_for(&p.emu.url, &p.prd)
+}
+
+fn client_for(url: &str, pipeline: &str) -> gantry::pipeline::Pipeline {
     use aws_sdk_codepipeline::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_codepipeline::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(&p.emu.url)
+        .endpoint_url(url)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
         .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::standard().with_max_attempts(1))
         .build();
-    gantry::pipeline::Pipeline::new(aws_sdk_codepipeline::Client::from_conf(conf), p.prd.clone())
+    gantry::pipeline::Pipeline::new(aws_sdk_codepipeline::Client::from_conf(conf), pipeline)
 }
 
 fn refused(result: Result<Option<serde_json::Value>, gantry::pipeline::PipelineError>) -> String {
@@ -496,13 +500,14 @@ async fn the_gate_passes_only_this_executions_approval_for_this_version() {
     let p = Project::new();
     let pipeline = client(&p);
     let (id, build) = deploying(&p);
-    let approval = gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await.unwrap().expect("approved");
+    let approval =
+        gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("1.2.3")).await.unwrap().expect("approved");
     assert_eq!((approval["execution"].as_str(), approval["version"].as_str()), (Some(id.as_str()), Some("1.2.3")));
     assert_eq!(approval["summary"], "by the test");
     assert_eq!(approval["approved_by"], "arn:aws:iam::123456789012:user/approver");
 
     // Another version than the execution carries.
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "9.9.9").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("9.9.9")).await);
     assert!(why.contains("approved for release 1.2.3, not 9.9.9"), "{why}");
 
     // Another execution's approval: the second waits (at the stage entrance, then for approval)
@@ -510,24 +515,24 @@ async fn the_gate_passes_only_this_executions_approval_for_this_version() {
     let second = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
     let name = p.prd.clone();
     p.emu.wait_until("the second reaches approval", |s| s.execution(&name, &second).unwrap().actions[1].run.is_some());
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &second, &build, Some("1.2.3")).await);
     assert!(why.contains(&format!("the approval of execution {second} is InProgress")), "{why}");
 
     // Rejected.
     decide(&p, &second, "Rejected");
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &second, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &second, &build, Some("1.2.3")).await);
     assert!(why.contains("is Failed: Rejected"), "{why}");
 
     // Expired.
     let third = p.emu.trigger(&p.prd, [("version".to_owned(), "1.2.3".to_owned())].into());
     p.emu.wait_until("the third reaches approval", |s| s.execution(&name, &third).unwrap().actions[1].run.is_some());
     p.emu.state().expire_approval(&p.prd, &third);
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &third, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &third, &build, Some("1.2.3")).await);
     assert!(why.contains("is Failed: The approval request expired"), "{why}");
 
     // Once the execution has ended, its approval no longer lets anything deploy.
     p.emu.state().supersede(&p.prd, &id);
-    let why = refused(gantry::pipeline::gate::verify(&pipeline, &id, &build, "1.2.3").await);
+    let why = refused(gantry::pipeline::gate::verify(&pipeline, None, &id, &build, Some("1.2.3")).await);
     assert!(why.contains("is Superseded, not running"), "{why}");
 }
 
@@ -652,4 +657,363 @@ fn init_pipeline_writes_a_definition_plan_accepts() {
         gantry::pipeline::check::problems(&decl, Some("hello-releases"), "releases/hello/pipeline-source.zip", true),
         Vec::<String>::new()
     );
+}
+
+/// The S3 source path: the example app publishing to a versioned moto bucket whose pipeline
+/// source key the emulator's pipeline watches (`connect_s3`), as CodePipeline's S3 source does.
+struct Released {
+    app: crate::deploy::Project,
+    emu: Emulator,
+    name: String,
+    bucket: String,
+    env: Vec<(&'static str, String)>,
+}
+
+const SOURCE_KEY: &str = "releases/hello/pipeline-source.zip";
+
+impl Released {
+    /// `detect_changes`: new object versions start executions (an EventBridge rule on the bucket).
+    fn new(detect_changes: bool) -> Self {
+        let s = services();
+        let bucket = unique("src");
+        aws_cli(&["s3api", "create-bucket", "--bucket", &bucket]);
+        aws_cli(&[
+            "s3api",
+            "put-bucket-versioning",
+            "--bucket",
+            &bucket,
+            "--versioning-configuration",
+            "Status=Enabled",
+        ]);
+        let emu = Emulator::start();
+        let name = unique("s3src");
+        emu.create_standard(&PipelineSpec {
+            name: &name,
+            bucket: &bucket,
+            key: SOURCE_KEY,
+            approval: true,
+            project: "deployer",
+        });
+        emu.connect_s3(&s.moto, detect_changes);
+        let env_extra = format!(
+            "region = \"us-east-1\"\nrelease_bucket = \"{bucket}\"\npipeline = \"{name}\"\napproval = \"required\"\n"
+        );
+        let app = crate::deploy::Project::with("{ type = \"blue-green\" }", "", &env_extra);
+        let mut env = crate::services::aws_env(s);
+        env.push(("AWS_ENDPOINT_URL_CODEPIPELINE", emu.url.clone()));
+        env.push(("GANTRY_PIPELINE_POLL", "10ms".into()));
+        Self { app, emu, name, bucket, env }
+    }
+
+    /// `gantry --env dev ...` in the app, against moto and the emulator.
+    fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = crate::support::gantry(self.app.path());
+        cmd.args(["--env", "dev"]).args(args).envs(self.env.clone());
+        cmd
+    }
+
+    /// Packages and publishes `version`; returns the pipeline source's new object version id.
+    fn publish(&self, version: &str) -> String {
+        self.app.package(version, &[]);
+        let out = self.gantry(&["publish", "--output", "json"]).assert().success();
+        let report = json(&out);
+        assert_eq!(report["pipeline_source"]["key"], SOURCE_KEY, "{report:#}");
+        report["pipeline_source"]["version_id"].as_str().expect("a versioned bucket gives a version id").to_owned()
+    }
+
+    fn executions(&self) -> Vec<(String, &'static str, Option<String>)> {
+        let state = self.emu.state();
+        state.pipelines[&self.name]
+            .executions
+            .iter()
+            .map(|e| (e.id.clone(), e.trigger, e.revision.as_ref().map(|r| r.object.version_id.clone())))
+            .collect()
+    }
+}
+
+fn aws_cli(args: &[&str]) {
+    let s = services();
+    let out = std::process::Command::new(&s.aws_cli).args(args).envs(crate::services::aws_env(s)).output().unwrap();
+    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// (a) Without --version, `pipeline start` reads the release bucket: the highest version with
+/// a committed release.json (not the one published last, not a folder without release.json),
+/// and pins the pipeline source object version that holds it.
+#[test]
+fn start_without_a_version_takes_the_latest_published_release() {
+    let r = Released::new(false);
+    let v110 = r.publish("1.1.0");
+    let v105 = r.publish("1.0.5");
+    assert_ne!(v110, v105);
+    // An interrupted publish of 2.0.0: files, but no release.json (its commit point).
+    let sums = r.app.path().join("dist/SHA256SUMS");
+    let key = "releases/hello/2.0.0/SHA256SUMS";
+    aws_cli(&["s3api", "put-object", "--bucket", &r.bucket, "--key", key, "--body", sums.to_str().unwrap()]);
+
+    let out =
+        r.gantry(&["pipeline", "start", "--output", "json"]).env("GANTRY_PIPELINE_TRIGGER_WAIT", "300ms").assert();
+    let started = json(&out.success());
+    assert_eq!(started["version"], "1.1.0", "{started:#}");
+    assert_eq!((started["found"].as_bool(), started["pinned"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(started["source_revision"], v110.as_str(), "the object version that holds 1.1.0, not the current one");
+    let id = started["execution_id"].as_str().unwrap();
+    assert_eq!(r.executions(), [(id.to_owned(), "StartPipelineExecution", Some(v110.clone()))]);
+    assert_eq!(r.emu.state().execution(&r.name, id).unwrap().variables["version"], "1.1.0");
+
+    // --version names one; the current source object holds it.
+    let out = r.gantry(&["pipeline", "start", "--version", "1.0.5"]).env("GANTRY_PIPELINE_TRIGGER_WAIT", "0s").assert();
+    let err = stderr(&out.success());
+    assert!(err.contains(&format!("for 1.0.5, source revision {v105}")), "{err}");
+    assert_eq!(r.executions().len(), 2);
+    assert_eq!(r.executions()[1].2.as_deref(), Some(v105.as_str()));
+}
+
+/// (b) Publish wrote the pipeline source; the S3 source started an execution for that object
+/// version. `pipeline start` finds it (waiting for it when the event is late) and starts
+/// nothing; `--new` starts another on the same revision.
+#[test]
+fn start_after_a_publish_finds_the_execution_the_s3_source_started() {
+    let r = Released::new(true);
+    r.emu.state().faults.hold_s3_events = true;
+    let vid = r.publish("1.0.0");
+    // Publish says which object version it wrote, for humans too.
+    let out = r.gantry(&["publish"]).assert().success();
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("pipeline source s3://{}/{SOURCE_KEY} unchanged, object version {vid}", r.bucket)),
+        "{err}"
+    );
+
+    let start = std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .current_dir(r.app.path())
+        .args(["--env", "dev", "pipeline", "start", "--output", "json"])
+        .envs(r.env.clone())
+        .env("GANTRY_PIPELINE_TRIGGER_WAIT", "60s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let looks =
+        |s: &crate::codepipeline::State| s.requests.iter().filter(|q| q.ends_with("ListPipelineExecutions")).count();
+    r.emu.wait_until("start looks twice for the execution", |s| looks(s) >= 2);
+    assert!(r.executions().is_empty(), "nothing started while the event is held");
+    r.emu.state().faults.hold_s3_events = false;
+    let (code, out, err) = output(start);
+    assert_eq!(code, Some(0), "{err}");
+    let found: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let executions = r.executions();
+    assert_eq!(executions.len(), 1, "exactly one execution: {executions:?}");
+    let (id, trigger, revision) = &executions[0];
+    assert_eq!((*trigger, revision.as_deref()), ("CloudWatchEvent", Some(vid.as_str())));
+    assert_eq!(found["execution_id"], id.as_str(), "{found:#}");
+    assert_eq!((found["found"].as_bool(), found["version"].as_str()), (Some(true), Some("1.0.0")));
+    assert_eq!(
+        (found["source_revision"].as_str(), found["trigger"].as_str()),
+        (Some(vid.as_str()), Some("CloudWatchEvent"))
+    );
+    // The AWS CLI reads the same source revision from the emulator (ArtifactRevision, SourceRevision).
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let s = services();
+        let out = std::process::Command::new(&s.aws_cli)
+            .arg("codepipeline")
+            .args(args)
+            .args(["--pipeline-name", &r.name, "--endpoint-url", &r.emu.url, "--output", "json"])
+            .envs(crate::services::aws_env(s))
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let execution = cli(&["get-pipeline-execution", "--pipeline-execution-id", id]);
+    let revision = &execution["pipelineExecution"]["artifactRevisions"][0];
+    assert_eq!(
+        (revision["name"].as_str(), revision["revisionId"].as_str()),
+        (Some("ReleaseSource"), Some(vid.as_str()))
+    );
+    assert_eq!(execution["pipelineExecution"]["trigger"]["triggerType"], "CloudWatchEvent");
+    let listed = cli(&["list-pipeline-executions"]);
+    let source = &listed["pipelineExecutionSummaries"][0]["sourceRevisions"][0];
+    assert_eq!((source["actionName"].as_str(), source["revisionId"].as_str()), (Some("Release"), Some(vid.as_str())));
+
+    // Again: found at once, still one execution.
+    let out = r.gantry(&["pipeline", "start"]).env("GANTRY_PIPELINE_TRIGGER_WAIT", "0s").assert().success();
+    assert_eq!(String::from_utf8_lossy(&out.get_output().stdout).trim(), id.as_str());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("execution {id} for 1.0.0")) && err.contains("publish already started it"), "{err}");
+    assert_eq!(r.executions().len(), 1);
+
+    // --new starts another execution of the same source revision.
+    let out = r.gantry(&["pipeline", "start", "--new", "--output", "json"]).assert().success();
+    let started = json(&out);
+    assert_eq!((started["found"].as_bool(), started["source_revision"].as_str()), (Some(false), Some(vid.as_str())));
+    let executions = r.executions();
+    assert_eq!(executions.len(), 2);
+    assert_eq!(executions[1].2.as_deref(), Some(vid.as_str()));
+}
+
+/// Nothing published: a clear error naming the bucket and prefix, exit 2, nothing started.
+#[test]
+fn start_with_nothing_published_fails_clearly_and_starts_nothing() {
+    let r = Released::new(true);
+    let out = r.gantry(&["pipeline", "start"]).assert().code(2);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("no release is published in s3://{}/releases/hello/", r.bucket)), "{err}");
+    assert!(err.contains("hint:") && err.contains("gantry publish --env dev"), "{err}");
+    let out = r.gantry(&["pipeline", "start", "--version", "1.0.0"]).assert().code(2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("release 1.0.0 is not published: s3://{}/releases/hello/1.0.0/release.json", r.bucket)),
+        "{err}"
+    );
+    assert!(r.executions().is_empty());
+
+    // An environment without a release bucket needs --version.
+    let p = Project::new();
+    let out = p.gantry(&["pipeline", "start", "--env", "prd"]).code(2);
+    assert!(stderr(&out).contains("environment `prd` names no `release_bucket`"), "{}", stderr(&out));
+    assert!(p.emu.state().pipelines[&p.prd].executions.is_empty());
+}
+
+/// (c) The whole S3 path: publish → the S3 source starts an execution (no version variable)
+/// → `pipeline start` finds it → `approve` → the Deploy build runs `gantry deploy` with no
+/// --version, and the gate takes the release from the execution's source revision → live.
+#[test]
+fn end_to_end_an_s3_triggered_execution_is_approved_and_deployed() {
+    let r = Released::new(true);
+    let build = crate::codepipeline::BuildCommand {
+        program: assert_cmd::cargo::cargo_bin("gantry"),
+        args: ["--env", "dev", "deploy"].map(str::to_owned).to_vec(),
+        dir: r.app.path().to_owned(),
+        env: r.env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+    };
+    r.emu.set_build("deployer", build);
+    let vid = r.publish("1.0.0");
+    let started = r.gantry(&["pipeline", "start", "--output", "json"]).assert().success();
+    let started = json(&started);
+    assert_eq!(started["found"], true, "{started:#}");
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.emu.state().execution(&r.name, &id).unwrap().variables["version"], "0.0.0", "no variable set");
+    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .current_dir(r.app.path())
+        .args(["--env", "dev", "pipeline", "watch", "--execution", &id, "--timeout", "5m"])
+        .envs(r.env.clone())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = r.name.clone();
+    r.emu.wait_until("the approval waits", |s| {
+        s.execution(&name, &id).unwrap().actions[1].run.as_ref().is_some_and(|r| r.token.is_some())
+    });
+    let approved = r.gantry(&["approve", "--execution", &id, "--output", "json"]).assert().success();
+    assert_eq!(json(&approved)["execution"], id.as_str());
+    let (code, _, err) = output(watch);
+    let logs: String = std::fs::read_dir(r.app.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("codebuild-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(code, Some(0), "watch:\n{err}\nbuild log:\n{logs}");
+    r.app.assert_live("1.0.0");
+    let history = r.app.json(&["history"]);
+    let approval = &history[0]["approval"];
+    assert_eq!(
+        (approval["execution"].as_str(), approval["version"].as_str(), approval["source_revision"].as_str()),
+        (Some(id.as_str()), Some("1.0.0"), Some(vid.as_str())),
+        "{history:#}"
+    );
+    assert_eq!(approval["trigger"], "CloudWatchEvent");
+    assert_eq!(r.executions().len(), 1);
+}
+
+/// The gate with a release bucket: the release comes from the source revision (the variable
+/// is its default), a deploy of another version or with another execution's build is refused,
+/// and so is an execution whose `version` variable disagrees with its source revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gate_takes_the_release_from_the_source_revision_and_refuses_the_rest() {
+    let r = Released::new(true);
+    let sleep = crate::codepipeline::BuildCommand {
+        program: "sleep".into(),
+        args: vec!["30".into()],
+        dir: r.app.path().to_owned(),
+        env: Vec::new(),
+    };
+    r.emu.set_build("deployer", sleep);
+    let vid = tokio::task::block_in_place(|| r.publish("1.0.0"));
+    let name = r.name.clone();
+    r.emu.wait_until("the S3 source starts an execution", |s| !s.pipelines[&name].executions.is_empty());
+    let first = r.executions()[0].0.clone();
+    let deploying = |id: &str| {
+        let id = id.to_owned();
+        r.emu.wait_until("the approval waits", |s| {
+            s.execution(&name, &id).unwrap().actions[1].run.as_ref().is_some_and(|r| r.token.is_some())
+        });
+        let token =
+            r.emu.state().execution(&name, &id).unwrap().actions[1].run.as_ref().unwrap().token.clone().unwrap();
+        let input = serde_json::json!({
+            "pipelineName": name, "stageName": "Approval", "actionName": "Approve", "token": token,
+            "result": {"status": "Approved", "summary": "by the test"}
+        });
+        r.emu.state().handle("PutApprovalResult", &input).unwrap();
+    };
+    let build_of = |id: &str| {
+        let id = id.to_owned();
+        r.emu.wait_until("the deploy build runs", |s| s.execution(&name, &id).unwrap().actions[2].run.is_some());
+        r.emu.state().execution(&name, &id).unwrap().actions[2].run.as_ref().unwrap().external_id.clone().unwrap()
+    };
+    deploying(&first);
+    let build = build_of(&first);
+    let p = client_for(&r.emu.url, &r.name);
+    let s3 = {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&services().moto)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    };
+    let bucket = gantry::pipeline::source::ReleaseBucket::new(s3, &r.bucket, "releases/hello/", SOURCE_KEY);
+    use gantry::pipeline::gate::verify;
+
+    let approval = verify(&p, Some(&bucket), &first, &build, None).await.unwrap().expect("approved");
+    assert_eq!(
+        (approval["version"].as_str(), approval["source_revision"].as_str()),
+        (Some("1.0.0"), Some(vid.as_str())),
+        "{approval:#}"
+    );
+    assert!(verify(&p, Some(&bucket), &first, &build, Some("1.0.0")).await.is_ok());
+    let why = refused(verify(&p, Some(&bucket), &first, &build, Some("1.1.0")).await);
+    assert!(why.contains("approved for release 1.0.0, not 1.1.0"), "{why}");
+    // Without the bucket there is only the variable, at its default: no release.
+    let why = refused(verify(&p, None, &first, &build, None).await);
+    assert!(why.contains(&format!("execution {first} names no release")), "{why}");
+
+    // A second execution pinned to the same object version, with a `version` variable that says otherwise.
+    let input = serde_json::json!({
+        "name": r.name,
+        "variables": [{"name": "version", "value": "2.0.0"}],
+        "sourceRevisions": [{"actionName": "Release", "revisionType": "S3_OBJECT_VERSION_ID", "revisionValue": vid}]
+    });
+    let second = r.emu.state().handle("StartPipelineExecution", &input).unwrap()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    deploying(&second);
+    // Another execution's build, while it still holds the Deploy stage.
+    let why = refused(verify(&p, Some(&bucket), &second, &build, None).await);
+    assert!(why.contains(&format!("build {build} is not a running action of execution {second}")), "{why}");
+    r.emu.state().supersede(&r.name, &first);
+    let second_build = build_of(&second);
+    let why = refused(verify(&p, Some(&bucket), &second, &second_build, None).await);
+    assert!(
+        why.contains(&format!("runs source revision {vid} (release 1.0.0), but its `version` variable says 2.0.0")),
+        "{why}"
+    );
+    let why = refused(verify(&p, Some(&bucket), &first, &build, None).await);
+    assert!(why.contains("is Superseded, not running"), "{why}");
 }

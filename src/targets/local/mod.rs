@@ -76,8 +76,8 @@ impl LocalTarget {
             fail("nginx not found".into())
                 .with_hint("install it with `apt-get install nginx`, or run scripts/bootstrap")
         })?;
-        std::fs::create_dir_all(&state_dir)
-            .and_then(|()| state_dir.canonicalize())
+        // Not created here: `plan` and `status` build targets too, and leave nothing behind.
+        resolve(&state_dir)
             .map(|dir| Self {
                 name: name.to_owned(),
                 artifact: config.artifact.to_string(),
@@ -90,7 +90,7 @@ impl LocalTarget {
                 nginx: Nginx::new(binary, dir.join("nginx"), listen.to_string(), preview.to_string()),
                 dir,
             })
-            .map_err(|e| fail(format!("cannot create the state dir {}", state_dir.display())).with_source(e))
+            .map_err(|e| fail(format!("cannot resolve the state dir {}", state_dir.display())).with_source(e))
     }
 
     /// The URL that reaches only the new version.
@@ -185,98 +185,141 @@ impl LocalTarget {
     }
 
     /// Brings the stable (`new == false`) or new version up to `count` live replicas,
-    /// recording each before spawning it, and waits until each accepts connections.
+    /// recording them before spawning them, and waits until every one accepts connections.
     async fn scale_up(&self, state: &mut State, new: bool, count: u32) -> Result<(), TargetError> {
         let Some(deployed) = (if new { state.new.as_mut() } else { state.stable.as_mut() }) else { return Ok(()) };
         deployed.replicas.retain(|r| r.process.is_some_and(|p| p.is_alive()));
         let missing = count.saturating_sub(u32::try_from(deployed.replicas.len()).unwrap_or(u32::MAX));
         let (dir, label) = (deployed.dir.clone(), format!("{}", deployed.version));
         std::fs::create_dir_all(self.dir.join("logs")).map_err(|e| self.error("cannot create logs/").with_source(e))?;
-        let mut started = Vec::new();
-        for _ in 0..missing {
-            started.push(self.spawn_replica(state, new, &dir, &label)?);
-        }
-        for (mut id, mut port, mut log) in started {
-            let mut attempts = 1;
-            loop {
-                match self.await_listening(id, port, &log, &label).await {
-                    Ok(()) => break,
-                    // Another process took the port between our pick and the replica's bind.
-                    Err(Startup::PortTaken(_)) if attempts < PORT_ATTEMPTS => {
-                        tracing::debug!(target = %self.name, "port {port} was taken; starting the replica again");
-                        attempts += 1;
-                        (id, port, log) = self.spawn_replica(state, new, &dir, &label)?;
-                    }
-                    Err(Startup::PortTaken(e) | Startup::Failed(e)) => return Err(e),
+        let mut pending: Vec<Starting> = self
+            .spawn_replicas(state, new, &dir, &label, missing)?
+            .into_iter()
+            .map(|(id, port, log)| Starting { id, port, log, attempts: 1 })
+            .collect();
+        // All replicas start at once and are waited for together, so a deploy waits about
+        // as long as the slowest replica's own start-up.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !pending.is_empty() {
+            // A cheap connect first; the scan of /proc (which proves the listener is the
+            // replica, not a stranger on its port) only for replicas that accept, once per
+            // round for all of them: it reads every socket of the machine.
+            let accepting: Vec<usize> =
+                (0..pending.len()).filter(|&i| accepts(pending[i].port) && pending[i].id.is_alive()).collect();
+            let owners = process::listeners(
+                &accepting.iter().map(|&i| (pending[i].id.pid, pending[i].port)).collect::<Vec<_>>(),
+            );
+            let ready: Vec<usize> = accepting
+                .iter()
+                .zip(owners)
+                .filter(|(_, o)| *o == process::Listener::Session)
+                .map(|(&i, _)| i)
+                .collect();
+            let mut still = Vec::new();
+            // Attempts so far of replicas to start again on another port.
+            let mut retry: Vec<u32> = Vec::new();
+            for (i, starting) in pending.into_iter().enumerate() {
+                if ready.contains(&i) {
+                    continue;
                 }
+                if starting.id.is_alive() {
+                    still.push(starting);
+                    continue;
+                }
+                let taken = process::listener(starting.id.pid, starting.port) == process::Listener::Other;
+                if taken && starting.attempts < PORT_ATTEMPTS {
+                    // Another process took the port between our pick and the replica's bind.
+                    tracing::debug!(target = %self.name, "port {} was taken; starting the replica again", starting.port);
+                    retry.push(starting.attempts);
+                    continue;
+                }
+                let why =
+                    if taken { "exited: another process listens on its port" } else { "exited before it listened" };
+                return Err(self.startup_error(&starting, &label, why));
             }
+            pending = still;
+            if !retry.is_empty() {
+                let started = self.spawn_replicas(state, new, &dir, &label, u32::try_from(retry.len()).unwrap_or(1))?;
+                pending.extend(started.into_iter().zip(retry).map(|((id, port, log), attempts)| Starting {
+                    id,
+                    port,
+                    log,
+                    attempts: attempts + 1,
+                }));
+            }
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(self.startup_error(
+                    &pending[0],
+                    &label,
+                    &format!("did not listen within {START_TIMEOUT:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
     }
 
-    /// Records a replica of the stable or new version on a free port, then spawns it.
-    fn spawn_replica(
+    /// Records `count` replicas of the stable or new version on free ports (one state
+    /// write), spawns them, and records their processes (one more).
+    fn spawn_replicas(
         &self,
         state: &mut State,
         new: bool,
         dir: &Path,
         label: &str,
-    ) -> Result<(ProcessId, u16, PathBuf), TargetError> {
-        let port = self.free_port(state)?;
-        let stem = dir.file_name().map_or_else(|| label.to_owned(), |n| n.to_string_lossy().into_owned());
-        let log = self.dir.join("logs").join(format!("{stem}-{port}.log"));
+        count: u32,
+    ) -> Result<Vec<(ProcessId, u16, PathBuf)>, TargetError> {
         fn replicas(s: &mut State, new: bool) -> &mut Vec<Replica> {
             let deployed = if new { s.new.as_mut() } else { s.stable.as_mut() };
             deployed.map(|d| &mut d.replicas).expect("the version is in the state")
         }
-        replicas(state, new).push(Replica { port, log: log.clone(), process: None });
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let stem = dir.file_name().map_or_else(|| label.to_owned(), |n| n.to_string_lossy().into_owned());
+        let first = replicas(state, new).len();
+        for _ in 0..count {
+            let port = self.free_port(state)?;
+            let log = self.dir.join("logs").join(format!("{stem}-{port}.log"));
+            replicas(state, new).push(Replica { port, log, process: None });
+        }
         self.save(state)?;
-        let id = process::spawn(&self.command, dir, port, &log, &self.marker)
-            .map_err(|e| self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e))?;
-        replicas(state, new).last_mut().expect("just pushed").process = Some(id);
+        let mut started = Vec::new();
+        let mut failure = None;
+        for replica in &mut replicas(state, new)[first..] {
+            match process::spawn(&self.command, dir, replica.port, &replica.log, &self.marker) {
+                Ok(id) => {
+                    replica.process = Some(id);
+                    tracing::debug!(target = %self.name, "started {label} replica on port {}: {id:?}", replica.port);
+                    started.push((id, replica.port, replica.log.clone()));
+                }
+                Err(e) => {
+                    failure = Some(
+                        self.error(format!("cannot start `{}` in {}", self.command, dir.display())).with_source(e),
+                    );
+                    break;
+                }
+            }
+        }
         self.save(state)?;
-        tracing::debug!(target = %self.name, "started {label} replica on port {port}: {id:?}");
-        Ok((id, port, log))
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(started),
+        }
     }
 
-    /// Waits until the replica `id` listens on `port`, or fails naming it, its command
-    /// and the end of its log.
-    async fn await_listening(&self, id: ProcessId, port: u16, log: &Path, label: &str) -> Result<(), Startup> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let fail = |why: &str| {
-                self.error(format!(
-                    "replica of {label} on port {port} {why}; command: `{}`\nlast lines of {}:\n{}",
-                    self.command,
-                    log.display(),
-                    tail(log, LOG_LINES)
-                ))
-            };
-            // A cheap connect first; the scan of /proc (which proves the listener is this
-            // replica, not a stranger on its port) only once something accepts. The scan reads
-            // every socket of the machine, many thousands after a load test.
-            let accepting =
-                [std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]
-                    .into_iter()
-                    .any(|ip| {
-                        std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(100)).is_ok()
-                    });
-            if accepting && id.is_alive() && process::listener(id.pid, port) == process::Listener::Session {
-                return Ok(());
-            }
-            if !id.is_alive() {
-                let listener = process::listener(id.pid, port);
-                return Err(if listener == process::Listener::Other {
-                    Startup::PortTaken(fail("exited: another process listens on its port"))
-                } else {
-                    Startup::Failed(fail("exited before it listened"))
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(Startup::Failed(fail(&format!("did not listen within {START_TIMEOUT:?}"))));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    /// A replica that did not come up, naming its command and the end of its log.
+    fn startup_error(&self, starting: &Starting, label: &str, why: &str) -> TargetError {
+        self.error(format!(
+            "replica of {label} on port {} {why}; command: `{}`\nlast lines of {}:\n{}",
+            starting.port,
+            self.command,
+            starting.log.display(),
+            tail(&starting.log, LOG_LINES)
+        ))
     }
 
     /// A loopback port free now and used by no replica in `state`.
@@ -438,10 +481,38 @@ impl Target for LocalTarget {
     }
 }
 
-/// Why a replica did not come up.
-enum Startup {
-    PortTaken(TargetError),
-    Failed(TargetError),
+/// A replica spawned and not yet accepting connections.
+struct Starting {
+    id: ProcessId,
+    port: u16,
+    log: PathBuf,
+    attempts: u32,
+}
+
+/// `path` made absolute with its symlinks resolved, whether or not it exists yet: the
+/// deepest existing ancestor canonicalized, the rest appended. The same folder always gives
+/// the same string (it marks the target's processes), before and after it is created.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(base) => return Ok(rest.iter().rev().fold(base, |p, part| p.join(part))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rest.push(existing.file_name().ok_or(e)?.to_owned());
+                existing = existing.parent().expect("a path with a file name has a parent");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether something accepts connections on loopback `port` (IPv4 or IPv6).
+fn accepts(port: u16) -> bool {
+    [std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]
+        .into_iter()
+        .any(|ip| std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(100)).is_ok())
 }
 
 /// Parses a loopback `IP:PORT`.
@@ -459,4 +530,23 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_resolves_the_same_before_and_after_it_exists() {
+        let base = tempfile::tempdir().unwrap();
+        let link = base.path().join("link");
+        std::fs::create_dir(base.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(base.path().join("real"), &link).unwrap();
+        let path = link.join("state/dev/web");
+        let before = resolve(&path).unwrap();
+        assert!(!path.exists(), "resolving creates nothing");
+        std::fs::create_dir_all(&path).unwrap();
+        assert_eq!(before, path.canonicalize().unwrap());
+        assert!(before.starts_with(base.path().canonicalize().unwrap().join("real")), "{before:?}");
+    }
 }

@@ -16,7 +16,7 @@ use super::process::{self, ProcessId};
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest an old worker may keep serving in-flight requests after a reload.
 pub const WORKER_SHUTDOWN: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
 
 /// Who serves what: `(port, weight)` for users, ports for the preview address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

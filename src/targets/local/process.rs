@@ -22,7 +22,7 @@ pub const MARKER: &str = "GANTRY_LOCAL_STATE";
 
 /// How long a replica gets between SIGTERM and SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
 
 /// A pid plus its start time (field 22 of `/proc/PID/stat`, in clock ticks since boot):
 /// together they name one process, even after the pid is reused.
@@ -137,34 +137,62 @@ pub enum Listener {
 }
 
 /// Who listens on `port` (any local address, IPv4 or IPv6): the replica whose `sh` is
-/// `leader`, another process, or nobody. Read from `/proc/net/tcp*` and the sockets
-/// among the session's open files, so a port taken by someone else never passes for a
-/// replica that is ready.
+/// `leader`, another process, or nobody. See [`listeners`].
 pub fn listener(leader: i32, port: u16) -> Listener {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(|line| {
-                    let f: Vec<&str> = line.split_whitespace().collect();
-                    let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-                    let inode = f.get(9)?;
-                    (local_port == port && *f.get(3)? == "0A").then(|| format!("socket:[{inode}]"))
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if inodes.is_empty() {
-        return Listener::Nobody;
+    listeners(&[(leader, port)])[0]
+}
+
+/// [`listener`] for many `(leader, port)` pairs at once, in one read of `/proc/net/tcp*`
+/// and one walk of the processes: each pair's listening socket must be among the open
+/// files of a process in the session `leader` leads, so a port taken by someone else
+/// never passes for a replica that is ready.
+pub fn listeners(pairs: &[(i32, u16)]) -> Vec<Listener> {
+    // The listening sockets' inodes on each asked-for port.
+    let mut inodes: Vec<Vec<String>> = vec![Vec::new(); pairs.len()];
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else { continue };
+            if *state != "0A" {
+                continue;
+            }
+            let Some(local_port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) else {
+                continue;
+            };
+            for (i, &(_, port)) in pairs.iter().enumerate() {
+                if port == local_port {
+                    inodes[i].push(format!("socket:[{inode}]"));
+                }
+            }
+        }
     }
-    let ours = all_pids().filter(|&pid| stat(pid).is_some_and(|s| s.session == leader)).any(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
+    let mut found = vec![false; pairs.len()];
+    if inodes.iter().any(|i| !i.is_empty()) {
+        for pid in all_pids() {
+            let Some(session) = stat(pid).map(|s| s.session) else { continue };
+            let wanted: Vec<usize> =
+                (0..pairs.len()).filter(|&i| !found[i] && pairs[i].0 == session && !inodes[i].is_empty()).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+                let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+                for &i in &wanted {
+                    if inodes[i].iter().any(|inode| link.as_os_str() == inode.as_str()) {
+                        found[i] = true;
+                    }
+                }
+            }
+        }
+    }
+    (0..pairs.len())
+        .map(|i| match (inodes[i].is_empty(), found[i]) {
+            (true, _) => Listener::Nobody,
+            (false, true) => Listener::Session,
+            (false, false) => Listener::Other,
         })
-    });
-    if ours { Listener::Session } else { Listener::Other }
+        .collect()
 }
 
 /// Sends `signal` to each live process and its process group (a replica leads its own).

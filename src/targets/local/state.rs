@@ -70,6 +70,7 @@ impl State {
     /// it also ends every process it describes.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().expect("the state file has a folder");
+        std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         serde_json::to_writer_pretty(&mut tmp, self).map_err(std::io::Error::other)?;
         tmp.persist(path).map_err(|e| e.error)?;

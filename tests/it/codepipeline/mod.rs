@@ -12,6 +12,7 @@
 //! the test registered for its project, as CodeBuild would run the deployer image.
 
 mod model;
+mod s3;
 mod server;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,17 @@ impl Emulator {
     /// Creates the usual pipeline shape (see `PipelineSpec`), a V2 pipeline with a `version` variable.
     pub fn create_standard(&self, spec: &PipelineSpec<'_>) {
         self.create(standard_declaration(spec));
+    }
+
+    /// Connects the pipelines' S3 sources to a real S3 (moto at `endpoint`): every execution
+    /// records the object version it runs, and with `detect_changes` (an EventBridge rule on
+    /// the bucket) each new object version at a source key starts an execution (see `s3.rs`).
+    pub fn connect_s3(&self, endpoint: &str, detect_changes: bool) {
+        let s3 = Arc::new(s3::S3::new(endpoint));
+        self.state().s3 = Some(Arc::clone(&s3));
+        if detect_changes {
+            s3::watch(Arc::clone(&self.state), s3, Arc::clone(&self.stop));
+        }
     }
 
     pub fn set_build(&self, project: &str, command: BuildCommand) {

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::BuildCommand;
+use super::s3::{ObjectVersion, S3, source_action};
 
 /// An error as the service returns it: `__type` and `message`, HTTP 400.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct Faults {
     pub drop_connections: u32,
     /// `(pipeline, action)` → (error summary, external link): that action fails when it runs.
     pub fail_action: HashMap<(String, String), (String, String)>,
+    /// S3 change events are held back (as EventBridge can be late) until this is cleared.
+    pub hold_s3_events: bool,
 }
 
 #[derive(Default)]
@@ -40,6 +43,8 @@ pub struct State {
     pub faults: Faults,
     /// Every `X-Amz-Target` received, in order.
     pub requests: Vec<String>,
+    /// The S3 the pipelines' S3 sources read, once `Emulator::watch_s3` set it.
+    pub s3: Option<std::sync::Arc<S3>>,
     seq: u64,
 }
 
@@ -61,6 +66,18 @@ pub struct Execution {
     pub actions: Vec<ActionRun>,
     /// StopPipelineExecution without abandon: finish the running action, then stop.
     pub stopping: bool,
+    /// The S3 source's revision: the object version this execution runs.
+    pub revision: Option<Revision>,
+}
+
+/// The source revision of an execution with an S3 source.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// The source action's name (`SourceRevision.actionName`).
+    pub action: String,
+    /// Its output artifact's name (`ArtifactRevision.name`).
+    pub artifact: String,
+    pub object: ObjectVersion,
 }
 
 pub struct ActionRun {
@@ -148,11 +165,28 @@ impl State {
         }
     }
 
+    /// Starts an execution; with an S3 source (and `watch_s3`), its revision is the key's
+    /// current object version, as StartPipelineExecution without an override takes.
     pub fn start(
         &mut self,
         pipeline: &str,
         given: BTreeMap<String, String>,
         trigger: &'static str,
+    ) -> Result<String, ApiError> {
+        let latest = match (&self.s3, self.pipelines.get(pipeline).and_then(|p| source_action(&p.declaration))) {
+            (Some(s3), Some((_, _, bucket, key))) => s3.head(&bucket, &key),
+            _ => None,
+        };
+        self.start_with_revision(pipeline, given, trigger, latest)
+    }
+
+    /// Starts an execution that runs `object` as its S3 source revision.
+    pub fn start_with_revision(
+        &mut self,
+        pipeline: &str,
+        given: BTreeMap<String, String>,
+        trigger: &'static str,
+        object: Option<ObjectVersion>,
     ) -> Result<String, ApiError> {
         let id = self.id();
         let Some(p) = self.pipelines.get_mut(pipeline) else {
@@ -188,8 +222,14 @@ impl State {
                 });
             }
         }
+        let revision = object.zip(source_action(&p.declaration)).map(|(object, (action, artifact, _, _))| Revision {
+            action,
+            artifact,
+            object,
+        });
         let t = now();
         p.executions.push(Execution {
+            revision,
             id: id.clone(),
             status: "InProgress",
             summary: None,
@@ -343,8 +383,14 @@ impl State {
                 } else {
                     run.status = "Succeeded";
                     if action.category == "Source" {
-                        run.summary = Some(format!("release {}", variables.get("version").map_or("", String::as_str)));
-                        run.external_id = Some(format!("objectversion-{index}"));
+                        match exec.revision.as_ref().filter(|r| r.action == action.name) {
+                            Some(r) => run.external_id = Some(r.object.version_id.clone()),
+                            None => {
+                                run.summary =
+                                    Some(format!("release {}", variables.get("version").map_or("", String::as_str)));
+                                run.external_id = Some(format!("objectversion-{index}"));
+                            }
+                        }
                     }
                     exec.updated = t;
                 }
@@ -384,7 +430,13 @@ impl State {
                         v["value"].as_str().unwrap_or_default().to_owned(),
                     );
                 }
-                let id = self.start(&name, vars, "StartPipelineExecution")?;
+                let overrides = input["sourceRevisions"].as_array().cloned().unwrap_or_default();
+                if overrides.is_empty() {
+                    let id = self.start(&name, vars, "StartPipelineExecution")?;
+                    return Ok(json!({"pipelineExecutionId": id}));
+                }
+                let object = self.source_override(&name, &overrides)?;
+                let id = self.start_with_revision(&name, vars, "StartPipelineExecution", Some(object))?;
                 Ok(json!({"pipelineExecutionId": id}))
             }
             "GetPipelineExecution" => {
@@ -395,7 +447,12 @@ impl State {
                     "pipelineVersion": p.declaration["version"],
                     "pipelineExecutionId": e.id,
                     "status": e.status,
-                    "artifactRevisions": [],
+                    "artifactRevisions": e.revision.iter().map(|r| json!({
+                        "name": r.artifact,
+                        "revisionId": r.object.version_id,
+                        "revisionChangeIdentifier": r.object.etag,
+                        "created": r.object.last_modified
+                    })).collect::<Vec<_>>(),
                     "variables": e.variables.iter().map(|(k, v)| json!({"name": k, "resolvedValue": v})).collect::<Vec<_>>(),
                     "trigger": {"triggerType": e.trigger, "triggerDetail": ""},
                     "executionMode": "SUPERSEDED"
@@ -465,6 +522,44 @@ impl State {
                 format!("Account '123456789012' does not have a pipeline with name '{name}'"),
             )
         })
+    }
+
+    /// The object version `sourceRevisions` pins (StartPipelineExecution), checked as the
+    /// API reference describes: the action must be the pipeline's S3 source, the type
+    /// `S3_OBJECT_VERSION_ID`, and (with `watch_s3`) the version must exist.
+    fn source_override(&self, pipeline: &str, overrides: &[Value]) -> Result<ObjectVersion, ApiError> {
+        let p = self.pipeline(Some(pipeline))?;
+        let Some((action, _, bucket, key)) = source_action(&p.declaration) else {
+            return Err(ApiError::new("ValidationException", "The pipeline has no S3 source action to override"));
+        };
+        let [o] = overrides else {
+            return Err(ApiError::new("ValidationException", "One source revision override per source action"));
+        };
+        if o["actionName"].as_str() != Some(action.as_str()) {
+            return Err(ApiError::new(
+                "ValidationException",
+                format!(
+                    "Source action '{}' does not exist in the pipeline",
+                    o["actionName"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if o["revisionType"] != "S3_OBJECT_VERSION_ID" {
+            return Err(ApiError::new(
+                "ValidationException",
+                format!("Revision type {} is not supported for an S3 source", o["revisionType"]),
+            ));
+        }
+        let version_id = o["revisionValue"].as_str().unwrap_or_default();
+        match &self.s3 {
+            Some(s3) => s3.head_version(&bucket, &key, version_id).ok_or_else(|| {
+                ApiError::new(
+                    "ValidationException",
+                    format!("The object version {version_id} of s3://{bucket}/{key} does not exist"),
+                )
+            }),
+            None => Ok(ObjectVersion { version_id: version_id.to_owned(), etag: None, last_modified: now() }),
+        }
     }
 
     fn put_approval(&mut self, input: &Value) -> Result<Value, ApiError> {
@@ -591,7 +686,10 @@ fn execution_summary(e: &Execution) -> Value {
         "status": e.status,
         "startTime": e.started,
         "lastUpdateTime": e.updated,
-        "sourceRevisions": [],
+        "sourceRevisions": e.revision.iter().map(|r| json!({
+            "actionName": r.action,
+            "revisionId": r.object.version_id
+        })).collect::<Vec<_>>(),
         "trigger": {"triggerType": e.trigger, "triggerDetail": ""},
         "executionMode": "SUPERSEDED"
     });
@@ -704,6 +802,11 @@ fn action_detail(p: &Pipeline, e: &Execution, a: &ActionRun, run: &Run) -> Value
         },
         "output": {"executionResult": result}
     });
+    // An S3 source action's output variables (its namespace's `ETag` and `VersionId`).
+    if let Some(r) = e.revision.as_ref().filter(|r| r.action == a.name && run.status == "Succeeded") {
+        out["output"]["outputVariables"] =
+            json!({"VersionId": r.object.version_id, "ETag": r.object.etag.clone().unwrap_or_default()});
+    }
     if let Some(by) = &run.updated_by {
         out["updatedBy"] = json!(by);
     }
