@@ -85,3 +85,18 @@ pub fn ecs(config: &SdkConfig) -> aws_sdk_ecs::Client {
 pub fn elbv2(config: &SdkConfig) -> aws_sdk_elasticloadbalancingv2::Client {
     aws_sdk_elasticloadbalancingv2::Client::new(config)
 }
+
+/// The Lambda client (the `lambda` target).
+pub fn lambda(config: &SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(config)
+}
+
+/// The CloudFront client (the `static` target).
+pub fn cloudfront(config: &SdkConfig) -> aws_sdk_cloudfront::Client {
+    aws_sdk_cloudfront::Client::new(config)
+}
+
+/// The CloudWatch client (alarms that gate a deploy).
+pub fn cloudwatch(config: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(config)
+}

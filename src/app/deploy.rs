@@ -234,18 +234,21 @@ async fn deploy_locked(
     recover(ctx, printer).await?;
     let records = ctx.store.list().await.map_err(DeployError::from)?;
     let reporter = DeployReporter::new(printer);
+    // Every target checks the release first, and makes the checks `plan` makes (the
+    // release's image exists, the platform is set up as configured), so a bad release or
+    // setup is found before anything moves on any target.
+    for &(name, cfg) in &ctx.targets {
+        let mut target = ctx.build_target(name, cfg)?;
+        let fail = |e| DeployError::Target { target: name.to_string(), source: e };
+        target.preflight(release).await.map_err(fail)?;
+        target.plan_notes(Some(release)).await.map_err(fail)?;
+    }
     let mut done: Vec<(&config::Name, &config::Target, Option<ReleaseRef>)> = Vec::new();
     for &(name, cfg) in &ctx.targets {
         let history = state::target_history(&records, name.as_str());
         let previous = history.live.map(|d| d.release.clone());
         let mut target = ctx.build_target(name, cfg)?;
         let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
-        // The checks `plan` makes (the release's image exists, the platform is set up as
-        // configured) fail here, before anything changes.
-        target
-            .plan_notes(Some(release))
-            .await
-            .map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
         if previous.as_ref().is_some_and(|p| p.digest == release.digest)
             && live.stable.as_ref().is_some_and(|s| s.digest == release.digest)
             && live.new.is_none()

@@ -29,7 +29,7 @@ pub fn from_text(file: String, text: &str, vars: &[(String, String)]) -> Result<
         env::apply(root.get_mut(), over)
             .map_err(|message| Box::new(sources.at(over.name_span(), &over.path(), message, None)))?;
     }
-    let config: Config = typed(Deserializer::from(root.clone())).map_err(|(path, e)| {
+    let mut config: Config = typed(Deserializer::from(root.clone())).map_err(|(path, e)| {
         let span = error_span(root.get_ref(), &path, &e);
         Box::new(sources.deserialize(&path, span, &e))
     })?;
@@ -38,6 +38,7 @@ pub fn from_text(file: String, text: &str, vars: &[(String, String)]) -> Result<
         let message = format!("`{}`: {}", issue.path, issue.message);
         Box::new(sources.at(span, &issue.path, message, issue.hint))
     })?;
+    config.targets.values_mut().for_each(Target::resolve_preset);
     let mut env_targets = EnvTargets::new();
     for (env_name, environment) in &config.environments {
         let mut targets = BTreeMap::new();
@@ -84,6 +85,7 @@ fn env_target(
         diagnostic.message = noted(&rel, diagnostic.message);
         Box::new(diagnostic)
     })?;
+    let mut target = target;
     validate::target(name, &target, cfg).map_err(|issue| {
         let span = tree::locate(merged_table, &issue.path, merged.span());
         let path = place(&issue.path);
@@ -99,6 +101,7 @@ fn env_target(
         };
         Box::new(sources.at(span, &path, message, hint))
     })?;
+    target.resolve_preset();
     Ok(target)
 }
 

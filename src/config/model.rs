@@ -443,7 +443,8 @@ pub struct EcsTarget {
     pub memory: Option<String>,
 }
 
-/// `kind = "lambda"`.
+/// `kind = "lambda"`: a function alias (e.g. the one API Gateway invokes) moved to each
+/// release's published version, with the other traffic on the version before.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaTarget {
@@ -451,33 +452,56 @@ pub struct LambdaTarget {
     /// Alias that API Gateway invokes. Default: `live`.
     #[serde(default)]
     pub alias: Option<String>,
+    /// Alias gantry points at the new version before it takes traffic, so `preview_url`
+    /// reaches it alone. Default: `preview`.
+    #[serde(default)]
+    pub preview_alias: Option<String>,
     /// Artifact holding the function code (zip), or `image` for container functions.
     #[serde(default)]
     pub artifact: Option<Name>,
     #[serde(default)]
     pub image: Option<Name>,
-    /// CodeDeploy-style preset, e.g. `Canary10Percent5Minutes`.
+    /// CodeDeploy-style preset instead of `strategy`, e.g. `Canary10Percent5Minutes`,
+    /// `Linear10PercentEvery1Minute` or `AllAtOnce`.
     #[serde(default)]
     pub preset: Option<String>,
-    /// CloudWatch alarms that fail the deploy when they fire.
+    /// CloudWatch alarms that fail the deploy when they fire (state `ALARM`).
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// The API endpoint users call (the alias behind API Gateway): `{url}` in health
+    /// checks once users are routed to the new version.
+    pub url: String,
+    /// An endpoint that invokes the preview alias alone (an API Gateway stage or route
+    /// whose integration names `FUNCTION:preview`, or the preview alias's function URL):
+    /// `{url}` in health checks before the new version takes traffic.
+    pub preview_url: String,
 }
 
-/// `kind = "static"`.
+/// `kind = "static"`: a site from a release zip in an S3 bucket, behind CloudFront.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticTarget {
     pub bucket: BucketName,
+    /// Key prefix of the site in the bucket (the site's root), e.g. `www`.
     #[serde(default)]
     pub prefix: Option<String>,
     pub artifact: Name,
-    /// CloudFront distribution id.
+    /// CloudFront distribution id: changed paths are invalidated, and `blue-green` switches
+    /// its origin path.
     #[serde(default)]
     pub distribution: Option<String>,
+    /// blue-green: id of the distribution's origin whose path is switched. Default: its
+    /// only origin.
+    #[serde(default)]
+    pub origin_id: Option<String>,
     /// Releases whose assets are kept. Default: 3.
     #[serde(default)]
     pub keep_releases: Option<u32>,
+    /// The site's URL (`{url}` in health checks once the release is live).
+    pub url: String,
+    /// URL that serves one release's own copy: `{prefix}` stands for its key prefix
+    /// (`PREFIX/releases/VERSION-DIGEST12`), e.g. a second origin or the S3 website endpoint.
+    pub preview_url: String,
 }
 
 /// `kind = "appservice"`.
@@ -540,4 +564,63 @@ pub struct KubernetesTarget {
     /// Service whose selector is switched for blue-green.
     #[serde(default)]
     pub service: Option<String>,
+}
+
+/// CodeDeploy's Lambda deployment configurations, by name, as gantry strategies: a
+/// canary shifts 10% and then the rest, a linear one adds 10% at each step; each step is
+/// followed by its wait as a bake (gantry also bakes after the last step, before the old
+/// version is retired).
+pub const LAMBDA_PRESETS: &[&str] = &[
+    "AllAtOnce",
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+];
+
+/// The strategy a CodeDeploy preset name stands for (also accepted with the
+/// `LambdaCanary…`/`LambdaLinear…`/`LambdaAllAtOnce` prefix CodeDeploy itself uses).
+pub fn lambda_preset(name: &str) -> Option<StrategyConfig> {
+    let name = name.strip_prefix("CodeDeployDefault.").unwrap_or(name);
+    let name = name.strip_prefix("Lambda").unwrap_or(name);
+    if !LAMBDA_PRESETS.contains(&name) {
+        return None;
+    }
+    let ten = Percent::new(10).expect("10 is a percentage");
+    let minutes = |digits: &str| digits.parse::<u64>().ok().map(|m| Duration::from_secs(m * 60));
+    let strategy = if name == "AllAtOnce" {
+        StrategyConfig::default()
+    } else if let Some(rest) = name.strip_prefix("Canary10Percent") {
+        StrategyConfig {
+            kind: StrategyKind::Canary,
+            steps: Some(vec![ten, Percent::new(100).expect("100 is a percentage")]),
+            bake: minutes(rest.trim_end_matches("Minutes")),
+            ..StrategyConfig::default()
+        }
+    } else {
+        let rest = name.strip_prefix("Linear10PercentEvery")?;
+        StrategyConfig {
+            kind: StrategyKind::Linear,
+            increment: Some(ten),
+            bake: minutes(rest.trim_end_matches("Minutes").trim_end_matches("Minute")),
+            ..StrategyConfig::default()
+        }
+    };
+    Some(strategy)
+}
+
+impl Target {
+    /// Turns a lambda target's `preset` into its `strategy` (keeping `phase_deadline`).
+    /// Called after validation, which refuses a preset beside strategy keys.
+    pub fn resolve_preset(&mut self) {
+        let Some(preset) = self.lambda.as_ref().and_then(|l| l.preset.as_deref()).and_then(lambda_preset) else {
+            return;
+        };
+        let deadline = self.strategy.phase_deadline;
+        self.strategy = StrategyConfig { phase_deadline: deadline, ..preset };
+    }
 }

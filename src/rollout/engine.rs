@@ -236,16 +236,18 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                     *preview = within(deadline, self.phase_deadline, self.target.start_new(release, *replicas)).await?;
                     Ok(Some(format!("preview at {preview}")))
                 }
-                Step::GateNew => self.gate(&target_name, &phase, preview.clone(), Mode::UntilHealthy, deadline).await,
+                Step::GateNew => {
+                    self.gate(&target_name, &phase, preview.clone(), Mode::UntilHealthy, deadline, true).await
+                }
                 Step::GateLive => {
                     let url = self.target.public_url();
-                    self.gate(&target_name, &phase, url, Mode::UntilHealthy, deadline).await
+                    self.gate(&target_name, &phase, url, Mode::UntilHealthy, deadline, true).await
                 }
                 Step::Bake { duration } | Step::KeepPrevious { duration } => {
                     // The new version's own endpoint: at a canary's 10% the live one reaches it in 1
                     // check of 10, so a failing canary would seldom fail twice in a row there.
                     let url = if preview.is_empty() { self.target.public_url() } else { preview.clone() };
-                    self.gate(&target_name, &phase, url, Mode::Watch(*duration), deadline + *duration).await
+                    self.gate(&target_name, &phase, url, Mode::Watch(*duration), deadline + *duration, true).await
                 }
                 Step::Shift { percent } => {
                     within(deadline, self.phase_deadline, self.target.shift(*percent)).await?;
@@ -297,10 +299,11 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
         url: String,
         mode: Mode,
         deadline: Instant,
+        alarms: bool,
     ) -> Result<Option<String>, String> {
         let emit = self.emit;
         let started = Instant::now();
-        health::gate(self.probe, self.checks, &url, mode, deadline, |s| {
+        let checks = health::gate(self.probe, self.checks, &url, mode, deadline, |s| {
             emit(Event::Health {
                 target: target.to_owned(),
                 phase: phase.to_owned(),
@@ -310,16 +313,43 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                 streak: s.streak,
                 needed: s.needed,
             });
-        })
-        .await
-        .map(|()| {
-            Some(if self.checks.is_empty() {
-                "no health checks configured".to_owned()
-            } else {
-                format!("healthy after {}", humantime::format_duration(ms(started.elapsed())))
-            })
-        })
-        .map_err(|f| format!("health check failed: {f}"))
+        });
+        // The platform's alarms are watched beside the checks (when `alarms`), and read once
+        // more when the checks pass: a firing alarm fails the gate whatever the checks say.
+        let watch = async { if alarms { self.watch_alarms().await } else { std::future::pending().await } };
+        let passed = tokio::select! {
+            result = checks => result.map_err(|f| format!("health check failed: {f}")),
+            firing = watch => Err(firing),
+        };
+        passed?;
+        if alarms && let Some(firing) = self.firing_alarms().await {
+            return Err(firing);
+        }
+        Ok(Some(if self.checks.is_empty() {
+            "no health checks configured".to_owned()
+        } else {
+            format!("healthy after {}", humantime::format_duration(ms(started.elapsed())))
+        }))
+    }
+
+    /// Asks the target for firing alarms at the checks' shortest interval (5 s without
+    /// checks); returns why the gate fails once one fires or they cannot be read.
+    async fn watch_alarms(&self) -> String {
+        let every = self.checks.iter().map(|c| c.interval.get()).min().unwrap_or(Duration::from_secs(5));
+        loop {
+            if let Some(firing) = self.firing_alarms().await {
+                return firing;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn firing_alarms(&self) -> Option<String> {
+        match self.target.alarms().await {
+            Ok(firing) if firing.is_empty() => None,
+            Ok(firing) => Some(format!("alarm firing: {}", firing.join("; "))),
+            Err(e) => Some(format!("cannot read the target's alarms: {}", chain(&e))),
+        }
     }
 
     fn target_deadline(&self) -> Instant {
@@ -396,7 +426,8 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
         let url = self.target.public_url();
         let phase = "rollback".to_owned();
         let target = record.target.clone();
-        self.gate(&target, &phase, url, Mode::UntilHealthy, deadline).await?;
+        // Health checks alone: the alarm that caused the rollback may fire for minutes yet.
+        self.gate(&target, &phase, url, Mode::UntilHealthy, deadline, false).await?;
         Ok(format!("{} is live and healthy", expected.map(ToString::to_string).unwrap_or_default()))
     }
 

@@ -28,6 +28,10 @@ struct World {
     /// The platform silently undoes a shift (it "rolled back by itself").
     platform_reverts: bool,
     fail_rollback: bool,
+    /// A platform alarm fires once the new version takes at least this weight, and keeps
+    /// firing (as a CloudWatch alarm does for minutes after the cause went away).
+    alarm_from: Option<u8>,
+    alarm_fired: bool,
 }
 
 struct Fake(Rc<RefCell<World>>);
@@ -100,6 +104,13 @@ impl Target for Fake {
         }
         w.weight = 0;
         Ok(())
+    }
+    async fn alarms(&self) -> Result<Vec<String>, TargetError> {
+        let mut w = self.0.borrow_mut();
+        if w.alarm_from.is_some_and(|from| w.weight >= from) {
+            w.alarm_fired = true;
+        }
+        Ok(if w.alarm_fired { vec!["`errors` is in ALARM (scripted)".into()] } else { Vec::new() })
     }
     async fn rollback(&mut self) -> Result<(), TargetError> {
         self.call("rollback".into())?;
@@ -226,6 +237,18 @@ async fn a_good_canary_walks_every_weight_and_retires_the_old_version() {
     assert_eq!(last.state, State::Succeeded);
     assert!(last.phases.iter().all(|p| p.ok == Some(true)), "{:?}", last.phases);
     assert_eq!(last.phases.len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_firing_alarm_fails_the_bake_and_the_rollback_is_not_gated_on_it() {
+    let world = world();
+    world.borrow_mut().alarm_from = Some(50);
+    let run = deploy(&world, &plan::steps(&canary(), 2), None).await;
+    let Outcome::RolledBack { reason, .. } = &run.outcome else { panic!("{:?}", run.outcome) };
+    assert_eq!(reason, "alarm firing: `errors` is in ALARM (scripted)");
+    assert!(!world.borrow().calls.contains(&"shift:100".to_owned()), "the 100% step is skipped");
+    assert_back_on_old(&world);
+    assert!(world.borrow().alarm_fired, "still firing after the rollback, which passed on health checks alone");
 }
 
 #[tokio::test(start_paused = true)]

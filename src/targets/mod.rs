@@ -12,7 +12,9 @@
 //! on the stable version and removes the new one, from whatever state it finds.
 
 pub mod ecs;
+pub mod lambda;
 pub mod local;
+pub mod static_site;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,6 +69,45 @@ pub struct Context<'a> {
     pub environment: &'a crate::config::Name,
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
+}
+
+/// What a cloud target needs to know of the environment it deploys in.
+#[derive(Debug, Clone, Default)]
+pub struct TargetEnv {
+    /// The environment's name (for messages).
+    pub name: String,
+    /// The project's name: published artifacts are under `PREFIX/PROJECT/VERSION/`.
+    pub project: String,
+    /// The environment's AWS region; without it the SDK's own chain decides.
+    pub region: Option<String>,
+    /// The bucket `gantry publish` put the release in.
+    pub release_bucket: Option<String>,
+    /// Key prefix in that bucket (`releases` by default).
+    pub release_prefix: String,
+}
+
+impl TargetEnv {
+    /// From the environment `name` in gantry.toml.
+    pub fn new(project: &str, name: &str, env: &crate::config::Environment) -> Self {
+        Self {
+            name: name.to_owned(),
+            project: project.to_owned(),
+            region: env.region.as_ref().map(|r| r.as_str().to_owned()),
+            release_bucket: env.release_bucket.as_ref().map(|b| b.as_str().to_owned()),
+            release_prefix: env.release_prefix.clone().unwrap_or_else(|| "releases".into()),
+        }
+    }
+
+    /// `s3://BUCKET/PREFIX/PROJECT/VERSION/FILE`: where `gantry publish` put one artifact.
+    pub fn artifact_key(&self, version: &semver::Version, file: &str) -> String {
+        let version = version.to_string().replace('+', "_");
+        [self.release_prefix.as_str(), self.project.as_str(), version.as_str(), file]
+            .iter()
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 /// A failure of one target operation. `hint` says what to do by hand when it helps.
@@ -137,16 +178,33 @@ pub trait Target {
     /// Put all traffic back on the stable version at its full replica count, and stop and
     /// remove the new version, from whatever state a deployment (or a crash) left.
     async fn rollback(&mut self) -> Result<(), TargetError>;
+
+    /// Checks, before anything changes, that `release` can be deployed here (its artifact
+    /// is there, published where the platform reads it, ...). Kinds with nothing to check
+    /// pass.
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        let _ = release;
+        Ok(())
+    }
+
+    /// Platform alarms that fail a deployment while they fire (CloudWatch alarms in state
+    /// `ALARM`): each one's name and reason. The engine asks during every health gate and
+    /// bake. Kinds without alarms have none.
+    async fn alarms(&self) -> Result<Vec<String>, TargetError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Every target kind gantry can deploy, dispatched by one `match`.
 pub enum AnyTarget {
     Local(local::LocalTarget),
     Ecs(ecs::EcsTarget),
+    Lambda(lambda::LambdaTarget),
+    Static(static_site::StaticTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
-/// local state (the `local` kind) keeps it.
+/// local state (the `local` kind) keeps it, `ctx` the environment it deploys in.
 pub fn build(
     name: &str,
     cfg: &crate::config::Target,
@@ -155,6 +213,7 @@ pub fn build(
 ) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
     let missing = || TargetError::new(format!("target `{name}` has no [{}] settings", cfg.kind.key()));
+    let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
     match cfg.kind {
         TargetKind::Local => {
             let local = cfg.local.as_ref().ok_or_else(missing)?;
@@ -177,8 +236,23 @@ pub fn build(
             };
             Ok(AnyTarget::Ecs(ecs::EcsTarget::new(e, settings)))
         }
+        TargetKind::Lambda => {
+            let settings = cfg
+                .lambda
+                .as_ref()
+                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [lambda] settings")))?;
+            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone())))
+        }
+        TargetKind::Static => {
+            let settings = cfg
+                .static_site
+                .as_ref()
+                .ok_or_else(|| TargetError::new(format!("target `{name}` has no [static] settings")))?;
+            let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
+            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local` and `ecs` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda` and `static` targets; the other kinds come with their own issues")),
     }
 }
 
@@ -188,6 +262,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
+            Self::Lambda(_) | Self::Static(_) => {}
         }
     }
 
@@ -197,6 +272,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => Ok(Vec::new()),
             Self::Ecs(t) => t.plan_notes(release).await,
+            Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
         }
     }
 }
@@ -206,6 +282,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.replicas(),
             Self::Ecs(t) => t.replicas(),
+            Self::Lambda(t) => t.replicas(),
+            Self::Static(t) => t.replicas(),
         }
     }
 
@@ -213,6 +291,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.public_url(),
             Self::Ecs(t) => t.public_url(),
+            Self::Lambda(t) => t.public_url(),
+            Self::Static(t) => t.public_url(),
         }
     }
 
@@ -220,6 +300,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.step_detail(step),
             Self::Ecs(t) => t.step_detail(step),
+            Self::Lambda(t) => t.step_detail(step),
+            Self::Static(t) => t.step_detail(step),
         }
     }
 
@@ -227,6 +309,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.observe().await,
             Self::Ecs(t) => t.observe().await,
+            Self::Lambda(t) => t.observe().await,
+            Self::Static(t) => t.observe().await,
         }
     }
 
@@ -234,6 +318,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.start_new(release, replicas).await,
             Self::Ecs(t) => t.start_new(release, replicas).await,
+            Self::Lambda(t) => t.start_new(release, replicas).await,
+            Self::Static(t) => t.start_new(release, replicas).await,
         }
     }
 
@@ -241,6 +327,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.shift(percent).await,
             Self::Ecs(t) => t.shift(percent).await,
+            Self::Lambda(t) => t.shift(percent).await,
+            Self::Static(t) => t.shift(percent).await,
         }
     }
 
@@ -248,6 +336,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.replace(old).await,
             Self::Ecs(t) => t.replace(old).await,
+            Self::Lambda(t) => t.replace(old).await,
+            Self::Static(t) => t.replace(old).await,
         }
     }
 
@@ -255,6 +345,8 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.retire_old().await,
             Self::Ecs(t) => t.retire_old().await,
+            Self::Lambda(t) => t.retire_old().await,
+            Self::Static(t) => t.retire_old().await,
         }
     }
 
@@ -262,6 +354,26 @@ impl Target for AnyTarget {
         match self {
             Self::Local(t) => t.rollback().await,
             Self::Ecs(t) => t.rollback().await,
+            Self::Lambda(t) => t.rollback().await,
+            Self::Static(t) => t.rollback().await,
+        }
+    }
+
+    async fn alarms(&self) -> Result<Vec<String>, TargetError> {
+        match self {
+            Self::Local(t) => t.alarms().await,
+            Self::Ecs(t) => t.alarms().await,
+            Self::Lambda(t) => t.alarms().await,
+            Self::Static(t) => t.alarms().await,
+        }
+    }
+
+    async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        match self {
+            Self::Local(t) => t.preflight(release).await,
+            Self::Ecs(t) => t.preflight(release).await,
+            Self::Lambda(t) => t.preflight(release).await,
+            Self::Static(t) => t.preflight(release).await,
         }
     }
 }

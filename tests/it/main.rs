@@ -2,16 +2,20 @@
 //! the library against real files, git repositories and tools.
 
 mod cli;
+mod cloudwatch;
 mod codepipeline;
 mod config;
 mod deploy;
 mod ecs;
 mod image;
+mod lambda;
 mod local;
 mod package;
 mod pipeline;
 mod proxy;
 mod publish;
 mod services;
+mod stand_in;
 mod state;
+mod static_site;
 mod support;

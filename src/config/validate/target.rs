@@ -17,6 +17,7 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     if let Some(ecs) = &t.ecs {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
+    check_serverless(t)?;
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
     }
@@ -52,6 +53,75 @@ fn check_provider(name: &Name, t: &Target) -> Result<(), Issue> {
         .unwanted());
     }
     Ok(())
+}
+
+/// Rules of the `lambda` and `static` kinds: a preset stands alone and is known, and the
+/// strategies each kind can carry out.
+fn check_serverless(t: &Target) -> Result<(), Issue> {
+    use crate::config::model::{LAMBDA_PRESETS, lambda_preset};
+    let strategy = &t.strategy;
+    let set_keys = strategy.kind != StrategyKind::AllAtOnce
+        || strategy.batch.is_some()
+        || strategy.steps.is_some()
+        || strategy.increment.is_some()
+        || strategy.bake.is_some()
+        || strategy.keep_previous.is_some();
+    match (t.kind, &t.lambda, &t.static_site) {
+        (TargetKind::Lambda, Some(lambda), _) => {
+            if let Some(preset) = &lambda.preset {
+                let at = KeyPath::new().key("lambda").key("preset");
+                if lambda_preset(preset).is_none() {
+                    let hint = match super::did_you_mean(preset, LAMBDA_PRESETS.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("one of: {}", LAMBDA_PRESETS.join(", ")),
+                    };
+                    return Err(Issue::new(at, format!("unknown preset `{preset}`")).hint(hint));
+                }
+                if set_keys {
+                    return Err(Issue::new(
+                        KeyPath::new().key("strategy"),
+                        "`strategy` and `lambda.preset` are both set",
+                    )
+                    .hint("a preset is a strategy: keep one of them (`phase_deadline` may stay in `strategy`)")
+                    .unwanted());
+                }
+            }
+            if strategy.kind == StrategyKind::Rolling {
+                return Err(Issue::new(
+                    KeyPath::new().key("strategy").key("type"),
+                    "a lambda alias has no replicas to roll: use all-at-once, blue-green, canary or linear",
+                ));
+            }
+            Ok(())
+        }
+        (TargetKind::Static, _, Some(site)) => {
+            if !matches!(strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen) {
+                return Err(Issue::new(
+                    KeyPath::new().key("strategy").key("type"),
+                    format!("a static site cannot take a `{}` strategy", strategy_name(strategy.kind)),
+                )
+                .hint(
+                    "use `all-at-once` (files replaced in place) or `blue-green` (the CloudFront origin path switched)",
+                ));
+            }
+            if strategy.kind == StrategyKind::BlueGreen && site.distribution.is_none() {
+                return Err(Issue::new(
+                    KeyPath::new().key("static"),
+                    "a blue-green static site needs `distribution`: the switch is its origin path",
+                )
+                .hint("add `distribution = \"E...\"` (the CloudFront distribution id)"));
+            }
+            if site.keep_releases == Some(0) {
+                return Err(Issue::new(
+                    KeyPath::new().key("static").key("keep_releases"),
+                    "`keep_releases` must be at least 1",
+                )
+                .hint("it counts the live release too; pages open on older releases need theirs kept"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_references(t: &Target, cfg: &Config) -> Result<(), Issue> {
@@ -273,8 +343,47 @@ mod tests {
         let issue = check(bad).unwrap_err();
         assert_eq!(issue.path.to_string(), "ecs.image");
         assert_eq!(issue.hint.as_deref(), Some("did you mean `img`?"));
-        assert_eq!(path(check("kind = 'lambda'\nlambda = { function = 'f' }\n")), "lambda");
-        assert_eq!(check("kind = 'lambda'\nlambda = { function = 'f', artifact = 'app' }\n"), Ok(()));
+        assert_eq!(path(check(&format!("kind = 'lambda'\nlambda = {{ function = 'f', {URLS} }}\n"))), "lambda");
+        assert_eq!(
+            check(&format!("kind = 'lambda'\nlambda = {{ function = 'f', artifact = 'app', {URLS} }}\n")),
+            Ok(())
+        );
+    }
+
+    const URLS: &str = "url = 'https://api', preview_url = 'https://preview'";
+
+    #[test]
+    fn lambda_presets_are_known_and_stand_alone() {
+        let lambda = |extra: &str| {
+            check(&format!("kind = 'lambda'\nlambda = {{ function = 'f', artifact = 'app', {URLS}{extra} }}\n"))
+        };
+        assert_eq!(lambda(", preset = 'Canary10Percent5Minutes'"), Ok(()));
+        let issue = lambda(", preset = 'Canary10Percent6Minutes'").unwrap_err();
+        assert_eq!(issue.path.to_string(), "lambda.preset");
+        assert_eq!(issue.hint.as_deref(), Some("did you mean `Canary10Percent5Minutes`?"));
+        let both = check(&format!(
+            "kind = 'lambda'\nstrategy = {{ type = 'blue-green' }}\n\
+             lambda = {{ function = 'f', artifact = 'app', {URLS}, preset = 'AllAtOnce' }}\n"
+        ));
+        assert_eq!(path(both), "strategy");
+        let rolling = check(&format!(
+            "kind = 'lambda'\nstrategy = {{ type = 'rolling', batch = 1 }}\nlambda = {{ function = 'f', artifact = 'app', {URLS} }}\n"
+        ));
+        assert_eq!(path(rolling), "strategy.type");
+    }
+
+    #[test]
+    fn static_sites_switch_all_at_once_or_blue_green_through_a_distribution() {
+        let site = |strategy: &str, extra: &str| {
+            check(&format!(
+                "kind = 'static'\nstrategy = {strategy}\nstatic = {{ bucket = 'site', artifact = 'app', {URLS}{extra} }}\n"
+            ))
+        };
+        assert_eq!(site("{ type = 'all-at-once' }", ""), Ok(()));
+        assert_eq!(path(site("{ type = 'blue-green' }", "")), "static");
+        assert_eq!(site("{ type = 'blue-green' }", ", distribution = 'E1'"), Ok(()));
+        assert_eq!(path(site("{ type = 'canary', steps = [10, 100] }", "")), "strategy.type");
+        assert_eq!(path(site("{ type = 'all-at-once' }", ", keep_releases = 0")), "static.keep_releases");
     }
 
     #[test]
