@@ -65,6 +65,7 @@ pub async fn start(
             .status("Started", format!("{} execution {}{release}{revision}", started.pipeline, started.execution_id));
     }
     printer.json(&serde_json::to_value(&started).unwrap_or_default());
+    printer.output("pipeline-execution-id", &started.execution_id);
     if printer.format == crate::cli::OutputFormat::Human {
         printer.text(&format!("{}\n", started.execution_id));
     }
