@@ -24,7 +24,7 @@ async fn bind(loaded: &config::Loaded, env: Option<&str>, command: &str) -> Resu
     let Some(pipeline) = environment.pipeline.as_deref() else {
         return Err(PipelineError::NoPipeline { env: name.to_string() }.into());
     };
-    let sdk = crate::aws::load(environment.region.as_ref().map(config::Region::as_str)).await;
+    let sdk = crate::aws::load_env(environment).await;
     let client = crate::aws::codepipeline(&sdk);
     Ok(Bound { env: name.to_string(), pipeline: Pipeline::new(client, pipeline), sdk })
 }

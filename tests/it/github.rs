@@ -1,0 +1,261 @@
+//! gantry in GitHub Actions: OIDC credentials from a local token service (`oidc.rs`) and
+//! moto's STS, refreshed before they expire; the step outputs, step summary, log groups
+//! and annotations gantry writes; and no secret in any output.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use gantry::aws::oidc::{OidcCredentials, OidcSettings, Secret};
+
+use crate::oidc::TokenService;
+use crate::services::{aws_env, services, unique};
+use crate::support::{gantry, write_tree};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/gantry-deploy";
+
+/// An STS client without credentials, on moto, as `aws::load_env` builds it.
+fn sts() -> aws_sdk_sts::Client {
+    use aws_sdk_sts::config::{BehaviorVersion, Region};
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&services().moto)
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+fn settings(service: &TokenService, request_token: &str, duration: Option<Duration>) -> OidcSettings {
+    OidcSettings {
+        request_url: service.url.clone(),
+        request_token: Secret::new(request_token),
+        role_arn: ROLE.into(),
+        session_name: "gantry-test".into(),
+        duration,
+    }
+}
+
+#[tokio::test]
+async fn oidc_credentials_are_kept_until_near_expiry_then_renewed_with_a_new_token() {
+    let service = TokenService::start("req-token", "jwt");
+    let now = Arc::new(Mutex::new(SystemTime::now()));
+    let clock = {
+        let now = Arc::clone(&now);
+        Arc::new(move || *now.lock().unwrap())
+    };
+    // A 15-minute session (STS's shortest); moto sets the expiry from DurationSeconds.
+    let provider =
+        OidcCredentials::with_clock(settings(&service, "req-token", Some(Duration::from_secs(900))), sts(), clock);
+
+    let first = provider.credentials().await.expect("assumes the role");
+    assert_eq!(service.issued(), 1);
+    let seen = service.seen();
+    assert!(seen[0].authorized, "the request token is sent as a bearer token");
+    assert_eq!(seen[0].audience.as_deref(), Some("sts.amazonaws.com"));
+    assert!(first.session_token().is_some());
+    let expiry = first.expiry().expect("STS credentials expire");
+    let life = expiry.duration_since(*now.lock().unwrap()).unwrap();
+    assert!(life > Duration::from_secs(880) && life < Duration::from_secs(920), "life {life:?}");
+
+    // Ten minutes in: still good, nothing asked.
+    *now.lock().unwrap() += Duration::from_secs(600);
+    let again = provider.credentials().await.unwrap();
+    assert_eq!(again.access_key_id(), first.access_key_id());
+    assert_eq!(service.issued(), 1);
+
+    // Within the refresh margin (a quarter of 15 minutes before expiry): a new ID token and
+    // new credentials, before the old ones expire.
+    *now.lock().unwrap() = expiry - Duration::from_secs(200);
+    let renewed = provider.credentials().await.unwrap();
+    assert_eq!(service.issued(), 2, "a fresh ID token for every renewal");
+    assert_ne!(renewed.access_key_id(), first.access_key_id());
+    assert!(renewed.expiry().unwrap() > expiry);
+}
+
+#[tokio::test]
+async fn a_refused_token_request_is_a_clear_error_without_the_token() {
+    let service = TokenService::start("the-right-token", "jwt");
+    let provider = OidcCredentials::new(settings(&service, "a-wrong-token", None), sts());
+    let err = provider.credentials().await.expect_err("the token service refuses");
+    let text =
+        format!("{err} {err:?} {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    assert!(text.contains("401"), "{text}");
+    assert!(!text.contains("a-wrong-token") && !text.contains("the-right-token"), "{text}");
+    assert_eq!(service.issued(), 0);
+}
+
+/// `$GITHUB_OUTPUT` read as the runner reads it: `key=value` lines and `key<<DELIM` heredocs.
+fn read_outputs(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((key, delimiter)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delimiter {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(key.to_owned(), value.join("\n"));
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    out
+}
+
+/// The files and variables of one Actions step, in `dir/.github-step`.
+struct Step {
+    output: std::path::PathBuf,
+    summary: std::path::PathBuf,
+}
+
+impl Step {
+    fn new(dir: &Path) -> Self {
+        let step = dir.join(".github-step");
+        std::fs::create_dir_all(&step).unwrap();
+        Self { output: step.join("output"), summary: step.join("summary.md") }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GITHUB_ACTIONS", "true".into()),
+            ("CI", "true".into()),
+            ("GITHUB_OUTPUT", self.output.display().to_string()),
+            ("GITHUB_STEP_SUMMARY", self.summary.display().to_string()),
+        ]
+    }
+
+    fn outputs(&self) -> HashMap<String, String> {
+        read_outputs(&self.output)
+    }
+
+    fn summary(&self) -> String {
+        std::fs::read_to_string(&self.summary).unwrap_or_default()
+    }
+}
+
+#[test]
+fn package_in_actions_sets_outputs_groups_the_build_and_writes_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "gantry.toml",
+                "[project]\nname = \"shop\"\n\n[artifacts.api]\nroot = \"api\"\nbuild = \"echo building\"\n\n[artifacts.web]\nroot = \"web\"\n",
+            ),
+            ("api/main.py", "print(1)\n"),
+            ("web/index.html", "<p>hi</p>\n"),
+        ],
+    );
+    let step = Step::new(dir.path());
+    let out = gantry(dir.path()).args(["package", "--version", "1.4.0"]).envs(step.env()).assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let group = stderr.find("::group::Build api: echo building").expect(&stderr);
+    let end = stderr.find("::endgroup::").expect(&stderr);
+    assert!(group < stderr.find("building\n").unwrap() && stderr.find("building\n").unwrap() < end, "{stderr}");
+
+    let outputs = step.outputs();
+    assert_eq!(outputs["version"], "1.4.0");
+    assert_eq!(outputs["result"], "ok");
+    // Two artifacts: the SHA256SUMS lines, multi-line through the heredoc form.
+    let sums = std::fs::read_to_string(dir.path().join("dist/SHA256SUMS")).unwrap();
+    assert_eq!(outputs["artifact-sha256"], sums.trim_end());
+    assert_eq!(outputs["artifact-sha256"].lines().count(), 2);
+    let summary = step.summary();
+    assert!(summary.contains("## gantry package: shop 1.4.0"), "{summary}");
+    for line in sums.lines() {
+        let (sha, file) = line.split_once("  ").unwrap();
+        assert!(summary.contains(&format!("`{file}`")) && summary.contains(&format!("`{sha}`")), "{summary}");
+    }
+}
+
+#[test]
+fn config_errors_are_annotated_at_their_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[("conf/gantry.toml", "[project]\nname = \"shop\"\n\n[environments.dev]\nrole_arn = \"gantry-deploy\"\n")],
+    );
+    let step = Step::new(dir.path());
+    let out = gantry(dir.path())
+        .args(["--config", "conf/gantry.toml", "--env", "dev", "plan"])
+        .envs(step.env())
+        .env("GITHUB_WORKSPACE", dir.path())
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let annotation = stderr.lines().find(|l| l.starts_with("::error ")).expect(&stderr);
+    assert!(
+        annotation.starts_with(
+            "::error file=conf/gantry.toml,line=5,col=12,title=gantry.toml::`environments.dev.role_arn`: invalid IAM role ARN `gantry-deploy`"
+        ),
+        "{annotation}"
+    );
+    assert_eq!(step.outputs()["result"], "usage");
+}
+
+#[test]
+fn in_actions_publish_assumes_the_role_with_oidc_and_without_it_fails_clearly() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = unique("oidc");
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "gantry.toml",
+                &format!(
+                    "[project]\nname = \"shop\"\n\n[artifacts.api]\nroot = \"api\"\n\n[environments.dev]\nregion = \"us-east-1\"\nrelease_bucket = \"{bucket}\"\nrole_arn = \"{ROLE}\"\n"
+                ),
+            ),
+            ("api/main.py", "print(1)\n"),
+        ],
+    );
+    create_bucket(&bucket);
+    gantry(dir.path()).args(["package", "-q", "--version", "2.0.0"]).assert().success();
+    let service = TokenService::start("req-token", "jwt");
+    let step = Step::new(dir.path());
+    // No AWS keys at all: publish can only succeed with the credentials OIDC gave it.
+    let no_keys = || {
+        let mut cmd = gantry(dir.path());
+        cmd.env("AWS_ENDPOINT_URL", &s.moto)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .envs(step.env());
+        cmd
+    };
+    no_keys()
+        .args(["--env", "dev", "publish"])
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &service.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "req-token")
+        .assert()
+        .success();
+    assert!(service.issued() >= 1);
+    assert!(service.seen().iter().all(|s| s.authorized && s.audience.as_deref() == Some("sts.amazonaws.com")));
+    assert_eq!(step.outputs()["version"], "2.0.0");
+
+    // Without `permissions: id-token: write` the runner sets no token variables.
+    let out = no_keys().args(["--env", "dev", "publish", "--force"]).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("id-token: write"), "{stderr}");
+}
+
+fn create_bucket(bucket: &str) {
+    let s = services();
+    let out = std::process::Command::new(&s.aws_cli)
+        .args(["s3api", "create-bucket", "--bucket", bucket])
+        .envs(aws_env(s))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
