@@ -259,3 +259,111 @@ fn create_bucket(bucket: &str) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Secret values seeded into every command's environment, none of which may appear in any
+/// output: the OIDC request token, the ID tokens the service issues, AWS keys and a GitHub token.
+const SECRETS: [&str; 5] = [
+    "req-SECRET-7f3a9c",
+    "jwt-SECRET-b81d2e",
+    "aws-secret-SECRET-4c6e1f",
+    "aws-session-SECRET-9a0b3d",
+    "ghp_SECRET5e2f8a0c1d",
+];
+
+#[test]
+fn a_deploy_in_actions_writes_its_summary_and_outputs_and_no_secret_reaches_any_output() {
+    let s = services();
+    let bucket = unique("scan");
+    create_bucket(&bucket);
+    let service = TokenService::start(SECRETS[0], SECRETS[1]);
+    let p = crate::deploy::Project::with(
+        "{ type = \"blue-green\" }",
+        "",
+        &format!("region = \"us-east-1\"\nrelease_bucket = \"{bucket}\"\nrole_arn = \"{ROLE}\"\n"),
+    );
+    let step = Step::new(p.path());
+    let mut outputs = String::new();
+    let mut run = |args: &[&str], env: &[(&str, &str)], code: i32| {
+        let out = gantry(p.path())
+            .arg("-vv")
+            .args(args)
+            .envs(step.env())
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", &service.url)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", SECRETS[0])
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLESEEDED")
+            .env("AWS_SECRET_ACCESS_KEY", SECRETS[2])
+            .env("AWS_SESSION_TOKEN", SECRETS[3])
+            .env("GITHUB_TOKEN", SECRETS[4])
+            .env("AWS_ENDPOINT_URL", &s.moto)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .assert()
+            .code(code);
+        let o = out.get_output();
+        outputs.push_str(&String::from_utf8_lossy(&o.stdout));
+        outputs.push_str(&String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    run(&["package", "--version", "1.0.0"], &[], 0);
+    run(&["--env", "dev", "publish"], &[], 0);
+    assert!(service.issued() >= 1, "publish assumed the role");
+    run(&["--env", "dev", "deploy", "--version", "1.0.0"], &[], 0);
+    std::fs::remove_file(&step.summary).unwrap();
+    std::fs::remove_file(&step.output).unwrap();
+    run(&["package", "--version", "2.0.0"], &[("DEMO_BROKEN", "1")], 0);
+    std::fs::remove_file(&step.summary).unwrap();
+    let stderr = run(&["--env", "dev", "deploy", "--version", "2.0.0"], &[], 3);
+    run(&["--env", "dev", "--output", "json", "status"], &[], 0);
+    run(&["--env", "dev", "history"], &[], 0);
+    run(&["--env", "dev", "--output", "json", "publish"], &[], 0);
+
+    // The broken deploy: its log folds under a group, and the summary shows every phase,
+    // the failed gate, the rollback and a gantt.
+    assert!(stderr.contains("::group::Deploy 2.0.0 to dev/web"), "{stderr}");
+    assert!(stderr.contains("::endgroup::"), "{stderr}");
+    let summary = step.summary();
+    assert!(summary.contains("## gantry deploy: 2.0.0 to `dev`"), "{summary}");
+    assert!(summary.contains("| `web` | blue-green | 1.0.0 | rolled-back |"), "{summary}");
+    assert!(summary.contains("| 1 | start-new |"), "{summary}");
+    assert!(summary.contains("| gate-new |") && summary.contains("failed"), "{summary}");
+    assert!(summary.contains("rolled back: 1.0.0 is live"), "{summary}");
+    assert!(summary.contains("```mermaid\ngantt\n") && summary.contains(":crit, "), "{summary}");
+    let out = step.outputs();
+    assert_eq!(out["result"], "ok", "the last command (publish) succeeded");
+    let mut ids = Vec::new();
+    for entry in walk(p.path().join(".gantry/state/dev")) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text)
+            && doc["release"]["version"] == "2.0.0"
+        {
+            ids.push(doc["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(ids.contains(&out["deployment-id"]), "deployment-id {} is the ledger's {ids:?}", out["deployment-id"]);
+
+    // Every output of every command: stdout, stderr, step summary, GITHUB_OUTPUT, the ledger.
+    let mut everything = outputs;
+    everything.push_str(&step.summary());
+    everything.push_str(&std::fs::read_to_string(&step.output).unwrap());
+    for file in walk(p.path().join(".gantry")) {
+        everything.push_str(&String::from_utf8_lossy(&std::fs::read(file).unwrap()));
+    }
+    for secret in SECRETS {
+        assert!(!everything.contains(secret), "`{secret}` leaked into the output");
+    }
+    assert!(everything.contains("assumed the role with GitHub OIDC"), "-vv logs ran");
+}
+
+/// Every file under `dir`.
+fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    files
+}
