@@ -7,6 +7,7 @@ mod config;
 mod deploy;
 mod github;
 mod image;
+mod install;
 mod local;
 mod oidc;
 mod package;
