@@ -172,3 +172,46 @@ fn a_missing_asset_builds_from_source_when_there_is_one_and_fails_clearly_otherw
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot download") && stderr.contains("HTTP 000"), "{stderr}");
 }
+
+/// scripts/check_action.py, the check of action.yml's inside (actionlint checks only how
+/// workflows use it): clean on the real file, and it catches each kind of mistake.
+#[test]
+fn action_yml_is_clean_and_its_checker_catches_broken_references() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Lints every workflow and action.yml, installing actionlint and PyYAML on first use.
+    let lint = Command::new(root.join("scripts/lint-workflows")).output().unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let action = std::fs::read_to_string(root.join("action.yml")).unwrap();
+    let check = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("action.yml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(root.join(".tools/venv/bin/python"))
+            .arg(root.join("scripts/check_action.py"))
+            .arg(&path)
+            .arg(root.join("src"))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(check(&action), (Some(0), String::new()));
+    let broken = [
+        ("steps.gantry.outputs.image-digest", "steps.gantry.outputs.image-digets", "is not an output gantry writes"),
+        ("inputs.gantry-version }}", "inputs.gantry-versoin }}", "inputs.gantry-versoin is not a declared input"),
+        ("steps.resolve.outputs.key", "steps.resolve.outputs.keys", "step resolve writes no output keys"),
+        ("        [ -n \"$GANTRY_ENV\" ]", "        [ -n \"${{ inputs.environment }}\" ]", "pass it through `env`"),
+        ("      id: gantry\n      shell: bash\n", "      id: gantry\n", "a run step needs `shell`"),
+        ("        fi\n        echo \"$DIR/bin\"", "        echo \"$DIR/bin\"", "bash -n"),
+    ];
+    for (from, to, expect) in broken {
+        assert!(action.contains(from), "action.yml no longer has {from:?}");
+        let (code, out) = check(&action.replacen(from, to, 1));
+        assert_eq!(code, Some(1), "{to:?} passed the check");
+        assert!(out.contains(expect), "{to:?}: {out}");
+    }
+}
