@@ -89,6 +89,7 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             init::pipeline(&loaded, global.env.as_deref(), &args, printer)
         }
+        Command::Init(args) if args.github => init::github(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Package(args) => {
             let loaded = load_config(global.config.as_ref())?;

@@ -367,3 +367,46 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn init_github_writes_the_workflows_with_the_released_action_and_never_overwrites_by_accident() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), &[("gantry.toml", "[project]\nname = \"shop\"\n"), ("app/main.py", "")]);
+    let workflows = dir.path().join(".github/workflows");
+    // From a subfolder: the workflows go to the repository holding gantry.toml.
+    gantry(&dir.path().join("app")).args(["init", "--github", "--action", "acme/gantry@v9.1.0"]).assert().success();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    for name in ["ci.yml", "deploy.yml", "release.yml"] {
+        let written = std::fs::read_to_string(workflows.join(name)).unwrap();
+        let source = std::fs::read_to_string(root.join(name)).unwrap();
+        assert!(source.contains("uses: ./\n"));
+        assert_eq!(written, source.replace("uses: ./\n", "uses: acme/gantry@v9.1.0\n"), "{name}");
+    }
+    let deploy = std::fs::read_to_string(workflows.join("deploy.yml")).unwrap();
+    assert!(deploy.contains("id-token: write") && !deploy.contains("AWS_SECRET_ACCESS_KEY"));
+    // What it wrote passes actionlint.
+    let out = std::process::Command::new(crate::install::lint_workflows())
+        .args(["ci.yml", "deploy.yml", "release.yml"])
+        .current_dir(&workflows)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A second run refuses and writes nothing, even to the files that are missing.
+    std::fs::write(workflows.join("deploy.yml"), "# mine\n").unwrap();
+    std::fs::remove_file(workflows.join("ci.yml")).unwrap();
+    let again = gantry(dir.path()).args(["init", "--github"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&again.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("deploy.yml") && stderr.contains("already exist") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(workflows.join("deploy.yml")).unwrap(), "# mine\n");
+    assert!(!workflows.join("ci.yml").exists());
+
+    // --force overwrites, with this gantry's own action by default.
+    gantry(dir.path()).args(["init", "--github", "--force"]).assert().success();
+    let deploy = std::fs::read_to_string(workflows.join("deploy.yml")).unwrap();
+    assert!(deploy.contains(&format!("/gantry@v{}\n", env!("CARGO_PKG_VERSION"))), "{deploy}");
+    assert!(workflows.join("ci.yml").exists());
+}

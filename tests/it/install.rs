@@ -72,6 +72,23 @@ enum Sums {
     Missing,
 }
 
+/// Runs scripts/lint-workflows once per test process (it lints every workflow and action.yml,
+/// installing actionlint and PyYAML into .tools/venv on first use) and returns actionlint.
+pub fn lint_workflows() -> PathBuf {
+    static LINT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    LINT.get_or_init(|| {
+        let lint = Command::new(root.join("scripts/lint-workflows")).output().unwrap();
+        assert!(
+            lint.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&lint.stdout),
+            String::from_utf8_lossy(&lint.stderr)
+        );
+    });
+    root.join(".tools/venv/bin/actionlint")
+}
+
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
