@@ -410,3 +410,40 @@ fn init_github_writes_the_workflows_with_the_released_action_and_never_overwrite
     assert!(deploy.contains(&format!("/gantry@v{}\n", env!("CARGO_PKG_VERSION"))), "{deploy}");
     assert!(workflows.join("ci.yml").exists());
 }
+
+#[test]
+fn a_deploy_longer_than_its_session_renews_the_credentials_as_it_goes() {
+    let s = services();
+    let bucket = unique("renew");
+    create_bucket(&bucket);
+    let service = TokenService::start("req-token", "jwt");
+    // The ledger and lock in S3, so the deploy calls AWS from start to end (the lock's
+    // heartbeat every few seconds), with 4-second sessions (moto takes any DurationSeconds).
+    let p = crate::deploy::Project::with(
+        "{ type = \"blue-green\", bake = \"6s\" }",
+        "",
+        &format!("region = \"us-east-1\"\nstate = \"s3://{bucket}/state\"\nrole_arn = \"{ROLE}\"\n"),
+    );
+    p.package("1.0.0", &[]);
+    let step = Step::new(p.path());
+    let started = std::time::Instant::now();
+    gantry(p.path())
+        .args(["--env", "dev", "deploy", "--version", "1.0.0"])
+        .envs(step.env())
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &service.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "req-token")
+        .env("GANTRY_AWS_SESSION_DURATION", "4s")
+        .env("GANTRY_LOCK_LEASE", "3s")
+        .env("AWS_ENDPOINT_URL", &s.moto)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .assert()
+        .success();
+    let took = started.elapsed().as_secs_f64();
+    // Each session is renewed a quarter of its life (1 s) before it ends: one per 3 s at least.
+    let issued = service.issued();
+    assert!(took > 6.0, "the deploy took {took:.1}s");
+    assert!(issued as f64 >= (took / 3.0).floor(), "{issued} sessions in {took:.1}s");
+    p.assert_live("1.0.0");
+}
