@@ -43,11 +43,16 @@ fn serve(root: &Path) -> Server {
 /// A release folder with a fake `gantry` that prints `gantry VERSION`; `sums` decides what
 /// SHA256SUMS says: the true digest, a wrong one, or nothing about the asset.
 fn release(root: &Path, folder: &str, version: &str, with_asset: bool, sums: Sums) {
+    release_of(root, folder, &format!("#!/bin/sh\necho \"gantry {version}\"\n"), with_asset, sums);
+}
+
+/// A release folder whose asset's `gantry` is the script `body`.
+fn release_of(root: &Path, folder: &str, body: &str, with_asset: bool, sums: Sums) {
     let dir = root.join(folder);
     std::fs::create_dir_all(&dir).unwrap();
     let work = tempfile::tempdir().unwrap();
     let bin = work.path().join("gantry");
-    std::fs::write(&bin, format!("#!/bin/sh\necho \"gantry {version}\"\n")).unwrap();
+    std::fs::write(&bin, body).unwrap();
     std::process::Command::new("chmod").arg("755").arg(&bin).status().unwrap();
     let tarball = work.path().join(asset());
     let ok = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(work.path()).arg("gantry").status().unwrap();
@@ -231,4 +236,70 @@ fn action_yml_is_clean_and_its_checker_catches_broken_references() {
         assert_eq!(code, Some(1), "{to:?} passed the check");
         assert!(out.contains(expect), "{to:?}: {out}");
     }
+}
+
+/// action.yml run as a runner runs it (tests/it/run_action.py: its `run` steps in order,
+/// expressions, per-step GITHUB_OUTPUT, GITHUB_PATH; no cache, as on a cold runner): the
+/// version from the action's ref, the release installed from the (local) release server, then
+/// the command, whose outputs become the action's outputs.
+#[test]
+fn the_action_installs_its_release_runs_the_command_and_exposes_gantrys_outputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    lint_workflows(); // PyYAML in .tools/venv
+    // The release's `gantry` runs this test build's gantry.
+    let real = assert_cmd::cargo::cargo_bin("gantry");
+    let releases = tempfile::tempdir().unwrap();
+    release_of(
+        releases.path(),
+        "download/v1.2.3",
+        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display()),
+        true,
+        Sums::True,
+    );
+    let server = serve(releases.path());
+    let project = tempfile::tempdir().unwrap();
+    crate::support::write_tree(
+        project.path(),
+        &[
+            (
+                "gantry.toml",
+                "[project]\nname = \"shop\"\n\n[artifacts.api]\nroot = \"api\"\n\n[artifacts.web]\nroot = \"web\"\n",
+            ),
+            ("api/main.py", "print(1)\n"),
+            ("web/index.html", "hi\n"),
+        ],
+    );
+    let run = |inputs: serde_json::Value| {
+        let mut cmd = Command::new(root.join(".tools/venv/bin/python"));
+        cmd.arg(root.join("tests/it/run_action.py"))
+            .arg(root)
+            .arg(inputs.to_string())
+            .env("GITHUB_ACTIONS", "true")
+            .env("TEST_ACTION_REF", "v1.2.3")
+            .env("GANTRY_RELEASES_URL", &server.url)
+            .env_remove("GANTRY_ENV")
+            .env_remove("GANTRY_CONFIG")
+            .env_remove("GANTRY_VERSION");
+        cmd.output().unwrap()
+    };
+    let dir = project.path().display().to_string();
+    let out = run(serde_json::json!({
+        "command": "package", "version": "3.1.4", "args": "--artifact api", "working-directory": dir,
+    }));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("installed gantry v1.2.3"), "{stderr}");
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the action's outputs");
+    let sums = std::fs::read_to_string(project.path().join("dist/SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 1, "only the api artifact: {sums}");
+    assert_eq!(outputs["version"], "3.1.4");
+    assert_eq!(outputs["artifact-sha256"], sums.split_whitespace().next().unwrap());
+    assert_eq!(outputs["result"], "ok");
+    assert_eq!(outputs["deployment-id"], "");
+
+    // A failing command fails the step with gantry's exit code.
+    let out = run(serde_json::json!({"command": "deploy", "environment": "nope", "working-directory": dir}));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("::error title=gantry::no environment named `nope`"), "{stderr}");
 }
