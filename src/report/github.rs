@@ -274,13 +274,14 @@ impl DeploySummary {
             task_name(&self.version),
             task_name(&self.environment)
         );
-        for t in &self.targets {
+        // Each bar: tags, an id, then start and end (both dates in the `x` format).
+        for (ti, t) in self.targets.iter().enumerate() {
             g.push_str(&format!("    section {}\n", task_name(&t.target)));
-            for p in &t.phases {
+            for (pi, p) in t.phases.iter().enumerate() {
                 let took = p.elapsed_ms.unwrap_or(0).max(1);
-                let tag = if p.ok { "done, " } else { "crit, " };
+                let tag = if p.ok { "done" } else { "crit" };
                 g.push_str(&format!(
-                    "    {} ({}) :{tag}{}, {}\n",
+                    "    {} ({}) :{tag}, t{ti}p{pi}, {}, {}\n",
                     task_name(&p.phase),
                     secs(p.elapsed_ms.unwrap_or(0)),
                     p.start_ms,
@@ -371,8 +372,8 @@ mod tests {
         assert!(md.contains("| 1 | start-new | start-new: a\\|b | ok | 1.5s |"), "{md}");
         assert!(md.contains("| 2 | gate-new | gate-new: a\\|b | failed: 503 | 1.5s |"), "{md}");
         assert!(md.contains("```mermaid\ngantt\n"), "{md}");
-        assert!(md.contains("    section web\n    start-new (1.5s) :done, "), "{md}");
-        assert!(md.contains("    gate-new (1.5s) :crit, "), "{md}");
+        assert!(md.contains("    section web\n    start-new (1.5s) :done, t0p0, "), "{md}");
+        assert!(md.contains("    gate-new (1.5s) :crit, t0p1, "), "{md}");
         assert_eq!(s.deployments(), ["d-1"]);
     }
 }
