@@ -244,6 +244,17 @@ fn in_actions_publish_assumes_the_role_with_oidc_and_without_it_fails_clearly() 
     assert!(service.seen().iter().all(|s| s.authorized && s.audience.as_deref() == Some("sts.amazonaws.com")));
     assert_eq!(step.outputs()["version"], "2.0.0");
 
+    // Outside Actions the same environment uses the standard chain: the keys, no token.
+    let before = service.seen().len();
+    gantry(dir.path())
+        .args(["--env", "dev", "publish", "--force"])
+        .envs(aws_env(s))
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &service.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "req-token")
+        .assert()
+        .success();
+    assert_eq!(service.seen().len(), before, "no token asked for outside Actions");
+
     // Without `permissions: id-token: write` the runner sets no token variables.
     let out = no_keys().args(["--env", "dev", "publish", "--force"]).assert().failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
