@@ -2,14 +2,14 @@
 
 CARGO ?= cargo
 
-.PHONY: all build release demo deploy test lint fmt ci bench bench-memory bench-image bench-deploy schema install clean
+.PHONY: all build build-release demo package publish deploy release approve rollback status test lint lint-workflows fmt ci bench bench-memory bench-image bench-deploy schema install clean
 
 all: build
 
 build:
 	$(CARGO) build --locked
 
-release:
+build-release:
 	$(CARGO) build --locked --release
 
 # Deploys the example app in examples/hello to the local target (nginx + replicas): v1, then
@@ -19,19 +19,28 @@ demo:
 	scripts/bootstrap
 	scripts/demo.sh
 
-# Packages the example project's working tree and deploys it to $(ENV) (examples/hello/Makefile).
+# The example project's flow with the gantry built here (examples/hello/Makefile):
+#   make package | publish ENV=dev | deploy ENV=dev | release BUMP=minor | approve ENV=prd
+#   | rollback ENV=dev | status ENV=dev
+# `deploy` is the dev deploy: package the working tree and deploy it directly, no pipeline.
 ENV ?= dev
-deploy: build
-	$(MAKE) -C examples/hello deploy ENV=$(ENV) GANTRY=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gantry
+BUMP ?= auto
+HELLO = $(MAKE) -C examples/hello ENV=$(ENV) BUMP=$(BUMP) GANTRY=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gantry
+package publish deploy release approve rollback status: build
+	$(HELLO) $@
 
 # Every test: unit tests and the integration tests in tests/it.
 test:
 	scripts/bootstrap
 	$(CARGO) test --locked --all-targets
 
-lint:
+lint: lint-workflows
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# actionlint on every workflow (.github/workflows, workflows/) and the check of action.yml.
+lint-workflows:
+	scripts/lint-workflows
 
 fmt:
 	$(CARGO) fmt
@@ -39,21 +48,21 @@ fmt:
 ci: lint test
 
 # Benchmarks (figures go to docs/benchmarks.md): gantry against Info-ZIP, side by side.
-bench: release
+bench: build-release
 	python3 scripts/bench_package.py speed --markdown docs/benchmarks.md
 
-bench-memory: release
+bench-memory: build-release
 	python3 scripts/bench_package.py memory --markdown docs/benchmarks.md
 
 # `gantry image push` against `skopeo copy` from the same OCI layout to the same local registry
 # (scripts/test-services starts it, and moto for the ECR token), then unchanged re-pushes.
-bench-image: release
+bench-image: build-release
 	python3 scripts/bench_image.py --markdown docs/benchmarks.md
 
 # Under steady load from hey through nginx: rolling, blue-green and canary deploys of a good
 # release, rollback time of a release whose health fails, failed requests during a failing
 # canary, and the engine's overhead on a 4-replica blue-green.
-bench-deploy: release
+bench-deploy: build-release
 	python3 scripts/bench_deploy.py --markdown docs/benchmarks.md
 
 # Regenerates schema/gantry.schema.json from the config types.

@@ -6,6 +6,8 @@
 //! which is how the tests point gantry at local stand-ins. With a custom S3 endpoint,
 //! requests use path-style addressing, as local S3 servers on an IP address need.
 
+pub mod oidc;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -16,9 +18,50 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 /// mode, which retries only what is safe to retry, with exponential backoff and jitter.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Loads the shared configuration for an environment of gantry.toml: its region, and in
+/// GitHub Actions, when it names a `role_arn`, credentials from the workflow's OIDC token
+/// for that role (`oidc`), refreshed before they expire. Elsewhere, the standard chain.
+pub async fn load_env(env: &crate::config::Environment) -> SdkConfig {
+    let region = env.region.as_ref().map(crate::config::Region::as_str);
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let Some(role) = env.role_arn.as_ref().filter(|_| in_actions) else {
+        return load(region).await;
+    };
+    let base = loader(region).no_credentials().load().await;
+    let provider: aws_credential_types::provider::SharedCredentialsProvider =
+        match oidc::OidcSettings::from_env(role.as_str()) {
+            Ok(settings) => aws_credential_types::provider::SharedCredentialsProvider::new(oidc::OidcCredentials::new(
+                settings,
+                sts(&base),
+            )),
+            // Every AWS call then fails with this message (the workflow lacks id-token: write).
+            Err(message) => aws_credential_types::provider::SharedCredentialsProvider::new(Missing(message)),
+        };
+    base.into_builder().credentials_provider(provider).build()
+}
+
+/// A provider that can only say why there are no credentials.
+#[derive(Debug)]
+struct Missing(String);
+
+impl aws_credential_types::provider::ProvideCredentials for Missing {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(self.0.clone()),
+        ))
+    }
+}
+
 /// Loads the shared configuration. `region` comes from the environment in gantry.toml;
 /// without it the SDK's own chain decides (AWS_REGION, profile).
 pub async fn load(region: Option<&str>) -> SdkConfig {
+    loader(region).load().await
+}
+
+fn loader(region: Option<&str>) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts()))
         .timeout_config(
@@ -32,7 +75,7 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }
-    loader.load().await
+    loader
 }
 
 /// `GANTRY_AWS_MAX_ATTEMPTS` (e.g. `1`) lowers the attempts, for tests that check how gantry

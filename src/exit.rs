@@ -29,3 +29,17 @@ pub const ALL: &[(u8, &str)] = &[
     (LOCKED, "environment locked by another deployment"),
     (INTERRUPTED, "interrupted"),
 ];
+
+/// The code as one word, for the GitHub Action's `result` output.
+pub fn result_name(code: u8) -> &'static str {
+    match code {
+        OK => "ok",
+        USAGE => "usage",
+        ROLLED_BACK => "rolled-back",
+        ROLLBACK_FAILED => "rollback-failed",
+        APPROVAL => "approval",
+        LOCKED => "locked",
+        INTERRUPTED => "interrupted",
+        _ => "failed",
+    }
+}

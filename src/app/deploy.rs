@@ -75,7 +75,7 @@ pub(crate) async fn open_store(loaded: &config::Loaded, name: &config::Name, env
     let url = env.state.as_ref().map(|s| s.as_str().to_owned());
     match url {
         Some(url) if url.starts_with("s3://") => {
-            let sdk = crate::aws::load(env.region.as_ref().map(config::Region::as_str)).await;
+            let sdk = crate::aws::load_env(env).await;
             Store::S3(state::s3::S3Store::new(crate::aws::s3(&sdk), &url))
         }
         Some(url) => {

@@ -28,7 +28,7 @@ pub async fn push(
         version,
         source_date_epoch: source_date_epoch()?,
     };
-    let sdk = crate::aws::load(request.region.as_deref()).await;
+    let sdk = crate::aws::load_env(environment).await;
     let ecr = crate::aws::ecr(&sdk);
     let reporter = Arc::new(ImageReporter::new(printer));
     let events: Events = {

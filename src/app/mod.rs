@@ -39,13 +39,16 @@ pub fn main(cli: Cli) -> u8 {
     let result = runtime.block_on(run(cli, &printer, cancel, Cancel::new(interrupt_rx)));
     // Blocking work checks `cancel` and finishes on its own; do not wait on stragglers.
     runtime.shutdown_background();
-    match result {
+    let code = match result {
         Ok(()) => exit::OK,
         Err(error) => {
             printer.error(&error);
             error.exit_code()
         }
-    }
+    };
+    // In GitHub Actions, every command's `result` output: `ok`, or what its exit code means.
+    printer.output("result", exit::result_name(code));
+    code
 }
 
 /// First Ctrl-C: ask the running command to stop cleanly. Second: leave at once.
@@ -86,6 +89,7 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             init::pipeline(&loaded, global.env.as_deref(), &args, printer)
         }
+        Command::Init(args) if args.github => init::github(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Package(args) => {
             let loaded = load_config(global.config.as_ref())?;

@@ -43,6 +43,7 @@ pub fn package(
     let noun = if count == 1 { "artifact" } else { "artifacts" };
     let summary = format!("{count} {noun} of {} {}", manifest.project, manifest.version);
     printer.status("Finished", format!("{summary} in {}", plan.out_dir.display()));
+    reporter.finish(&manifest);
     if printer.format == OutputFormat::Json {
         let mut doc = serde_json::to_value(&manifest).expect("manifest serializes");
         doc["dist"] = serde_json::json!(plan.out_dir);

@@ -24,7 +24,7 @@ async fn bind(loaded: &config::Loaded, env: Option<&str>, command: &str) -> Resu
     let Some(pipeline) = environment.pipeline.as_deref() else {
         return Err(PipelineError::NoPipeline { env: name.to_string() }.into());
     };
-    let sdk = crate::aws::load(environment.region.as_ref().map(config::Region::as_str)).await;
+    let sdk = crate::aws::load_env(environment).await;
     let client = crate::aws::codepipeline(&sdk);
     Ok(Bound { env: name.to_string(), pipeline: Pipeline::new(client, pipeline), sdk })
 }
@@ -65,6 +65,7 @@ pub async fn start(
             .status("Started", format!("{} execution {}{release}{revision}", started.pipeline, started.execution_id));
     }
     printer.json(&serde_json::to_value(&started).unwrap_or_default());
+    printer.output("pipeline-execution-id", &started.execution_id);
     if printer.format == crate::cli::OutputFormat::Human {
         printer.text(&format!("{}\n", started.execution_id));
     }

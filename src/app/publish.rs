@@ -51,7 +51,7 @@ pub async fn publish(
             source: std::io::Error::other(e),
         })??
     };
-    let sdk = aws::load(environment.region.as_ref().map(config::Region::as_str)).await;
+    let sdk = aws::load_env(environment).await;
     let bucket = publish::s3::Bucket::new(aws::s3(&sdk), bucket.to_string());
     let reporter = PublishReporter::new(printer);
     let report = publish::apply(&request, &plan, &bucket, cancel, &|e| reporter.event(e)).await?;

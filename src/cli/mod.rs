@@ -125,6 +125,13 @@ pub struct InitArgs {
     /// CodeBuild buildspec that runs `gantry deploy` (into pipeline/)
     #[arg(long)]
     pub pipeline: bool,
+    /// Instead of gantry.toml, write the GitHub workflows (ci, deploy to dev on every push to
+    /// main, release to production through its approval) into .github/workflows/
+    #[arg(long, conflicts_with = "pipeline")]
+    pub github: bool,
+    /// With --github: the gantry action the workflows use (default: this gantry's own release)
+    #[arg(long, value_name = "OWNER/REPO@REF", requires = "github")]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, StateUrl, StatusRange,
+    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, RoleArn, StateUrl, StatusRange,
 };
 
 /// A whole gantry.toml.
@@ -155,9 +155,11 @@ pub struct Environment {
     /// `required`: never deployed without a pipeline approval for the release.
     #[serde(default)]
     pub approval: Approval,
-    /// IAM role assumed for this environment (GitHub OIDC in Actions).
+    /// IAM role gantry assumes for this environment in GitHub Actions, with the workflow's
+    /// OIDC token (`AssumeRoleWithWebIdentity`, refreshed before it expires); elsewhere the
+    /// standard AWS credential chain applies.
     #[serde(default)]
-    pub role_arn: Option<String>,
+    pub role_arn: Option<RoleArn>,
     /// Targets deployed in this environment, in order.
     #[serde(default)]
     pub targets: Vec<Name>,

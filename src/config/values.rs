@@ -113,6 +113,34 @@ string_newtype!(
 );
 
 string_newtype!(
+    /// An IAM role ARN, `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`: the role gantry assumes
+    /// for an environment (with the workflow's OIDC token in GitHub Actions).
+    RoleArn,
+    "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+    |s| {
+        let rest = s.strip_prefix("arn:").and_then(|r| r.split_once(":iam::"));
+        let ok = rest.is_some_and(|(partition, tail)| {
+            partition.starts_with("aws")
+                && partition.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                && tail.split_once(":role/").is_some_and(|(account, name)| {
+                    account.len() == 12
+                        && account.bytes().all(|b| b.is_ascii_digit())
+                        && !name.is_empty()
+                        && name.len() <= 512
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_/-".contains(&b))
+                })
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid IAM role ARN `{s}`: expected arn:aws:iam::ACCOUNT:role/NAME, e.g. \"arn:aws:iam::123456789012:role/gantry-deploy\""
+            ))
+        }
+    }
+);
+
+string_newtype!(
     /// An S3 bucket name (3 to 63 characters: lower-case letters, digits, `.` and `-`).
     BucketName,
     "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
@@ -491,6 +519,11 @@ mod tests {
         assert!("useast1".parse::<Region>().is_err());
         assert!("123456789012".parse::<AccountId>().is_ok());
         assert!("12345".parse::<AccountId>().is_err());
+        assert!("arn:aws:iam::123456789012:role/gantry-deploy".parse::<RoleArn>().is_ok());
+        assert!("arn:aws-us-gov:iam::123456789012:role/ci/gantry".parse::<RoleArn>().is_ok());
+        assert!("arn:aws:iam::1234:role/x".parse::<RoleArn>().is_err());
+        assert!("arn:aws:iam::123456789012:user/x".parse::<RoleArn>().is_err());
+        assert!("gantry-deploy".parse::<RoleArn>().is_err());
         assert!("acme-releases".parse::<BucketName>().is_ok());
         assert!("Acme".parse::<BucketName>().is_err());
         assert!("ab".parse::<BucketName>().is_err());

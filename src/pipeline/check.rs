@@ -28,7 +28,7 @@ pub async fn definition(project: &str, env: &config::Environment) -> Option<Defi
     let bucket = env.release_bucket.as_ref().map(ToString::to_string);
     let key = source_key(project, env);
     let expected_source = format!("s3://{}/{key}", bucket.as_deref().unwrap_or("RELEASE_BUCKET"));
-    let sdk = crate::aws::load(env.region.as_ref().map(config::Region::as_str)).await;
+    let sdk = crate::aws::load_env(env).await;
     let pipeline = Pipeline::new(crate::aws::codepipeline(&sdk), name);
     let problems = match pipeline.declaration().await {
         Ok(decl) => problems(&decl, bucket.as_deref(), &key, env.approval == config::Approval::Required),

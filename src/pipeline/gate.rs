@@ -77,7 +77,7 @@ pub async fn check(
             "this is not the pipeline's Deploy stage ({BUILD_VAR} and {EXECUTION_VAR} are not both set)"
         )));
     };
-    let sdk = crate::aws::load(env.region.as_ref().map(config::Region::as_str)).await;
+    let sdk = crate::aws::load_env(env).await;
     let pipeline = Pipeline::new(crate::aws::codepipeline(&sdk), name);
     let bucket = ReleaseBucket::for_env(crate::aws::s3(&sdk), project, env);
     verify(&pipeline, bucket.as_ref(), &execution, &build, version).await.map_err(|e| match e {

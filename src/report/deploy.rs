@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Printer;
+use super::github::DeploySummary;
 use crate::cli::OutputFormat;
 use crate::rollout::Event;
 
@@ -15,6 +16,8 @@ pub struct DeployReporter<'p> {
     printer: &'p Printer,
     bar: ProgressBar,
     state: Mutex<Live>,
+    /// In GitHub Actions: what happened, for the step summary and outputs written on drop.
+    summary: Option<Mutex<DeploySummary>>,
 }
 
 #[derive(Default)]
@@ -33,10 +36,21 @@ impl<'p> DeployReporter<'p> {
         let bar = if printer.progress() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg}").expect("valid template"));
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self { printer, bar, state: Mutex::new(Live::default()) }
+        let summary = printer.actions.as_ref().map(|_| Mutex::new(DeploySummary::default()));
+        Self { printer, bar, state: Mutex::new(Live::default()), summary }
     }
 
     pub fn event(&self, event: &Event) {
+        if let Some(summary) = &self.summary {
+            summary.lock().expect("summary state").record(event);
+            match event {
+                Event::Started { environment, target, version, .. } => {
+                    self.bar.suspend(|| self.printer.group(&format!("Deploy {version} to {environment}/{target}")));
+                }
+                Event::Finished { .. } => self.bar.suspend(|| self.printer.endgroup()),
+                _ => {}
+            }
+        }
         if self.printer.format == OutputFormat::Json {
             let mut line = serde_json::to_value(event).expect("events serialize");
             line["time"] = serde_json::json!(crate::state::record::now());
@@ -155,6 +169,15 @@ impl<'p> DeployReporter<'p> {
 impl Drop for DeployReporter<'_> {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+        // The step summary and outputs, once, whether the deploy succeeded or not.
+        if let Some(summary) = self.summary.take() {
+            let summary = summary.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !summary.is_empty() {
+                self.printer.summary(&summary.markdown());
+                self.printer.output("deployment-id", &summary.deployments().join("\n"));
+                self.printer.output("version", summary.version());
+            }
+        }
     }
 }
 

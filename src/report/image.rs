@@ -85,6 +85,9 @@ impl ImageReporter {
             bar.finish_and_clear();
         }
         let at = format!("{}/{}", report.registry, report.repository);
+        // Step outputs: `image-digest` (the last image pushed), and one per image by name.
+        self.printer.output("image-digest", &report.digest.to_string());
+        self.printer.output(&format!("image-digest-{}", report.image), &report.digest.to_string());
         match report.status {
             Status::Pushed => self.status(
                 "Pushed",

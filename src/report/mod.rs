@@ -3,6 +3,7 @@
 //! reporters here consume them.
 
 mod deploy;
+pub mod github;
 mod image;
 mod package;
 mod pipeline;
@@ -37,6 +38,8 @@ pub struct Printer {
     pub interactive: bool,
     /// Running inside GitHub Actions (`GITHUB_ACTIONS=true`).
     pub github_actions: bool,
+    /// In Actions: the step's output and summary files (`report::github`).
+    pub actions: Option<github::Actions>,
 }
 
 impl Printer {
@@ -56,6 +59,34 @@ impl Printer {
             color: tty && !no_color,
             interactive: tty && std::env::var_os("CI").is_none(),
             github_actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            actions: github::Actions::from_env(),
+        }
+    }
+
+    /// Sets a step output in GitHub Actions (`$GITHUB_OUTPUT`); nothing elsewhere.
+    pub fn output(&self, key: &str, value: &str) {
+        if let Some(actions) = &self.actions {
+            actions.set_output(key, value);
+        }
+    }
+
+    /// Appends Markdown to the GitHub Actions step summary; nothing elsewhere.
+    pub fn summary(&self, markdown: &str) {
+        if let Some(actions) = &self.actions {
+            actions.summary(markdown);
+        }
+    }
+
+    /// Opens a folding log section in GitHub Actions (`::group::`); nothing elsewhere.
+    pub fn group(&self, title: &str) {
+        if self.actions.is_some() {
+            github::group(title);
+        }
+    }
+
+    pub fn endgroup(&self) {
+        if self.actions.is_some() {
+            github::endgroup();
         }
     }
 
@@ -100,8 +131,7 @@ impl Printer {
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(out.as_bytes());
         if self.github_actions {
-            let first = error.to_string().lines().next().unwrap_or_default().to_owned();
-            let _ = writeln!(stderr, "::error title=gantry::{}", escape_annotation(&first));
+            let _ = writeln!(stderr, "{}", annotation(error));
         }
     }
 
@@ -138,9 +168,41 @@ impl Printer {
     }
 }
 
-/// GitHub workflow commands need `%`, CR and LF escaped in their message.
-fn escape_annotation(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+/// The `::error` annotation for a failed command: at the file, line and column of a
+/// config error (so GitHub marks the line in gantry.toml), else titled `gantry`.
+fn annotation(error: &crate::Error) -> String {
+    use crate::config::{ConfigError, Location};
+    if let crate::Error::Config(ConfigError::Invalid(d)) = error {
+        let mut props = Vec::new();
+        match &d.location {
+            Location::File { file, line, column, .. } => {
+                props.push(("file", workspace_relative(file)));
+                props.push(("line", line.to_string()));
+                props.push(("col", column.to_string()));
+                props.push(("title", "gantry.toml".to_owned()));
+            }
+            Location::Env { name, .. } => props.push(("title", format!("gantry: {name}"))),
+        }
+        let mut message = d.message.clone();
+        if let Some(hint) = &d.hint {
+            message.push_str(&format!("\nhint: {hint}"));
+        }
+        return github::error_command(&props, &message);
+    }
+    let mut message = error.to_string().lines().next().unwrap_or_default().to_owned();
+    if let Some(hint) = error.hint() {
+        message.push_str(&format!("\nhint: {hint}"));
+    }
+    github::error_command(&[("title", "gantry".to_owned())], &message)
+}
+
+/// GitHub places annotations by a path relative to the repository (`GITHUB_WORKSPACE`).
+fn workspace_relative(file: &str) -> String {
+    let Some(workspace) = std::env::var_os("GITHUB_WORKSPACE").map(std::path::PathBuf::from) else {
+        return file.to_owned();
+    };
+    let absolute = std::env::current_dir().map(|cwd| cwd.join(file)).unwrap_or_else(|_| file.into());
+    absolute.strip_prefix(&workspace).map_or_else(|_| file.to_owned(), |p| p.display().to_string())
 }
 
 /// `1.2 MB`-style sizes for humans (decimal units, as `ls -lh --si` and cargo do).
@@ -168,7 +230,8 @@ mod tests {
     }
 
     #[test]
-    fn annotations_are_escaped() {
-        assert_eq!(escape_annotation("50% done\nnext"), "50%25 done%0Anext");
+    fn errors_become_annotations() {
+        let e = crate::Error::Usage { message: "50% done\nnext".into(), hint: Some("try: this".into()) };
+        assert_eq!(annotation(&e), "::error title=gantry::50%25 done%0Ahint: try: this");
     }
 }

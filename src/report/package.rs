@@ -4,25 +4,65 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Printer, human_bytes};
-use crate::package::Event;
+use crate::package::{Event, Manifest};
 
 pub struct PackageReporter<'p> {
     printer: &'p Printer,
     bar: Option<ProgressBar>,
+    /// A `::group::` is open for a build (closed on drop if the build failed).
+    building: bool,
 }
 
 impl<'p> PackageReporter<'p> {
     pub fn new(printer: &'p Printer) -> Self {
-        Self { printer, bar: None }
+        Self { printer, bar: None, building: false }
+    }
+
+    /// The release is complete: in GitHub Actions, the step outputs (`version`,
+    /// `artifact-sha256`: the one artifact's digest, or `SHA256SUMS` lines for several) and
+    /// a summary table of the artifacts.
+    pub fn finish(&self, manifest: &Manifest) {
+        if self.printer.actions.is_none() {
+            return;
+        }
+        let version = manifest.version.to_string();
+        self.printer.output("version", &version);
+        let sums = match manifest.artifacts.as_slice() {
+            [one] => one.sha256.clone(),
+            _ => manifest.sha256sums().trim_end().to_owned(),
+        };
+        self.printer.output("artifact-sha256", &sums);
+        let commit =
+            manifest.commit.as_deref().map(|c| format!(" (commit `{}`)", &c[..c.len().min(12)])).unwrap_or_default();
+        let mut md = format!(
+            "## gantry package: {} {version}{commit}\n\n| artifact | file | entries | size | sha256 |\n|---|---|---|---|---|\n",
+            manifest.project
+        );
+        for a in &manifest.artifacts {
+            md.push_str(&format!(
+                "| {} | `{}` | {} | {} | `{}` |\n",
+                a.name,
+                a.file,
+                a.entries,
+                human_bytes(a.size),
+                a.sha256
+            ));
+        }
+        self.printer.summary(&md);
     }
 
     pub fn event(&mut self, event: Event<'_>) {
         match event {
             Event::BuildStarted { artifact, command } => {
+                // In Actions the build's own output folds under one log section.
+                self.printer.group(&format!("Build {artifact}: {command}"));
+                self.building = true;
                 self.printer.status("Building", format!("{artifact}: {command}"))
             }
             Event::BuildFinished { artifact, elapsed } => {
                 self.printer.status("Built", format!("{artifact} in {:.1}s", elapsed.as_secs_f64()));
+                self.printer.endgroup();
+                self.building = false;
             }
             Event::ArtifactStarted { artifact, file, files, bytes } => {
                 if self.printer.progress() {
@@ -60,6 +100,14 @@ impl<'p> PackageReporter<'p> {
                     ),
                 );
             }
+        }
+    }
+}
+
+impl Drop for PackageReporter<'_> {
+    fn drop(&mut self) {
+        if self.building {
+            self.printer.endgroup();
         }
     }
 }

@@ -11,14 +11,19 @@ use crate::pipeline::{Event, Status};
 
 pub struct PipelineReporter<'p> {
     printer: &'p Printer,
+    /// In GitHub Actions: one Markdown table row per finished action, for the step summary.
+    rows: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'p> PipelineReporter<'p> {
     pub fn new(printer: &'p Printer) -> Self {
-        Self { printer }
+        Self { printer, rows: std::sync::Mutex::new(Vec::new()) }
     }
 
     pub fn event(&self, event: &Event) {
+        if self.printer.actions.is_some() {
+            self.github(event);
+        }
         if self.printer.format == OutputFormat::Json {
             self.printer.json_line(&json(event));
             return;
@@ -76,6 +81,44 @@ impl<'p> PipelineReporter<'p> {
                     seconds_text(summary.approval_wait_seconds),
                 ),
             ),
+        }
+    }
+
+    /// GitHub Actions: the execution id output, and at the end a step summary of every action
+    /// with its status and duration, and where the time went.
+    fn github(&self, event: &Event) {
+        let mut rows = self.rows.lock().expect("rows");
+        match event {
+            Event::Watching { execution, .. } => self.printer.output("pipeline-execution-id", execution),
+            Event::ActionFinished { run, seconds } => {
+                let cell = |s: &str| s.replace('|', "\\|").replace(['\r', '\n'], " ");
+                let detail = run.error.as_deref().or(run.updated_by.as_deref()).map(cell).unwrap_or_default();
+                let link = run.link.as_deref().map(|l| format!(" [log]({l})")).unwrap_or_default();
+                rows.push(format!(
+                    "| {} | {} | {} | {} | {detail}{link} |",
+                    cell(&run.stage),
+                    cell(&run.action),
+                    cell(&run.status),
+                    seconds_text(*seconds)
+                ));
+            }
+            Event::Finished { execution, summary } => {
+                let mut md = format!(
+                    "## gantry pipeline: execution `{}` {}\n\n{} in all: {} active, {} waiting for approval\n\n\
+                     | stage | action | status | time | detail |\n|---|---|---|---|---|\n",
+                    execution.id,
+                    execution.status,
+                    seconds_text(summary.total_seconds),
+                    seconds_text(summary.active_seconds),
+                    seconds_text(summary.approval_wait_seconds)
+                );
+                for row in rows.drain(..) {
+                    md.push_str(&row);
+                    md.push('\n');
+                }
+                self.printer.summary(&md);
+            }
+            Event::ActionStarted { .. } | Event::ApprovalWaiting { .. } | Event::Retrying { .. } => {}
         }
     }
 

@@ -55,6 +55,17 @@ impl<'p> PublishReporter<'p> {
 
     pub fn finish(&self, report: &PublishReport) {
         self.bar.finish_and_clear();
+        self.printer.output("version", &report.version);
+        if self.printer.actions.is_some() {
+            let mut md = format!(
+                "## gantry publish: {} {} to `{}`\n\n`s3://{}/{}`\n\n| object | size | status |\n|---|---|---|\n",
+                report.project, report.version, report.environment, report.bucket, report.prefix
+            );
+            for o in &report.objects {
+                md.push_str(&format!("| `{}` | {} | {:?} |\n", o.key, human_bytes(o.size), o.status));
+            }
+            self.printer.summary(&md);
+        }
         let sent = report.objects.iter().filter(|o| o.status != Status::Unchanged).count();
         self.printer.status(
             "Published",

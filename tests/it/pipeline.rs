@@ -230,6 +230,27 @@ fn a_failed_action_shows_its_error_and_log_link_and_exits_1() {
     assert_eq!(kinds, ["watching", "action_finished", "action_finished", "finished"]);
     assert_eq!(events[2]["run"]["link"], "https://logs.example/build/42");
     assert_eq!(events[3]["execution"]["status"], "Failed");
+    // In GitHub Actions: the execution id as a step output and a step summary of the run.
+    let step = tempfile::tempdir().unwrap();
+    let (summary, output) = (step.path().join("summary.md"), step.path().join("output"));
+    crate::support::gantry(p.dir.path())
+        .args(["pipeline", "watch", "--env", "stg", "--execution", &id])
+        .envs(p.env())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &output)
+        .assert()
+        .code(1);
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains(&format!("## gantry pipeline: execution `{id}` Failed")), "{md}");
+    assert!(
+        md.contains("| Deploy | Deploy | Failed |")
+            && md.contains("health gate failed on api [log](https://logs.example/build/42) |"),
+        "{md}"
+    );
+    let output = std::fs::read_to_string(&output).unwrap();
+    assert!(output.contains("pipeline-execution-id<<") && output.contains(&format!("\n{id}\n")), "{output}");
+    assert!(output.contains("result<<") && output.contains("\nfailed\n"), "{output}");
 }
 
 #[test]
