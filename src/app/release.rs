@@ -233,7 +233,15 @@ async fn tag(loaded: &config::Loaded, gh: &GitHub, history: &History, printer: &
     }
     match gh.tag_commit(&history.tag).await.map_err(ReleaseError::from)? {
         Some(_) => {}
-        None => gh.create_tag(&history.tag, &history.commit).await.map_err(ReleaseError::from)?,
+        None => gh.create_tag(&history.tag, &history.commit).await.map_err(|e| match e.status() {
+            // "Create a reference": 422 when the commit is not on GitHub.
+            Some(422) => ReleaseError::NotPushed {
+                tag: history.tag.clone(),
+                commit: history.commit.clone(),
+                source: Box::new(e),
+            },
+            _ => e.into(),
+        })?,
     }
     printer.status("Tagged", format!("{} on {}", history.tag, &history.commit[..history.commit.len().min(12)]));
     Ok(())

@@ -102,6 +102,11 @@ pub enum GithubError {
     NoRepo,
     #[error("invalid GitHub API URL `{url}`")]
     BadUrl { url: String },
+    #[error("cannot set up the GitHub client")]
+    Client {
+        #[source]
+        source: Box<octocrab::Error>,
+    },
     #[error("GitHub {method} {path} failed: HTTP {status}: {message}")]
     Api { method: String, path: String, status: u16, message: String, body: serde_json::Value },
     #[error("GitHub {method} {path} failed")]
@@ -269,7 +274,7 @@ fn build(token: &str, api: &str, uploads: Option<&str>) -> Result<Octocrab, Gith
     if let Some(uploads) = uploads {
         builder = builder.upload_uri(uploads).map_err(|_| bad(uploads))?;
     }
-    builder.build().map_err(|_| bad(api))
+    builder.build().map_err(|e| GithubError::Client { source: Box::new(e) })
 }
 
 pub(crate) async fn send(crab: &Octocrab, method: Method, path: &str, body: Body<'_>) -> Result<Reply, GithubError> {

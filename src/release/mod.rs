@@ -24,6 +24,13 @@ pub enum ReleaseError {
     AlreadyReleased { tag: String, url: String, version: String },
     #[error("tag {tag} already exists {} on commit {commit}, not on HEAD ({head})", if *remote { "on GitHub" } else { "locally" })]
     TagElsewhere { tag: String, commit: String, head: String, remote: bool },
+    #[error("GitHub cannot create tag {tag} on commit {commit}")]
+    NotPushed {
+        tag: String,
+        commit: String,
+        #[source]
+        source: Box<GithubError>,
+    },
     #[error(transparent)]
     Git(#[from] VersionError),
     #[error(transparent)]
@@ -52,7 +59,7 @@ impl ReleaseError {
             | Self::AlreadyReleased { .. }
             | Self::TagElsewhere { .. } => exit::USAGE,
             Self::Github(e) => e.exit_code(),
-            Self::Git(_) | Self::Dist { .. } => exit::FAILED,
+            Self::Git(_) | Self::Dist { .. } | Self::NotPushed { .. } => exit::FAILED,
         }
     }
 
@@ -71,6 +78,9 @@ impl ReleaseError {
             Self::TagElsewhere { tag, .. } => Some(format!(
                 "a release names one commit: check out that commit to finish its release, or delete the stray tag (git tag -d {tag}; git push --delete origin {tag})"
             )),
+            Self::NotPushed { .. } => {
+                Some("push the commit to GitHub first (git push origin HEAD), then run gantry release again".into())
+            }
             Self::Git(e) => e.hint(),
             Self::Github(e) => e.hint(),
             Self::Dist { .. } => Some("run `gantry package` to see why packaging failed".into()),
