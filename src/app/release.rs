@@ -225,15 +225,11 @@ async fn package_release(
     .map_err(|e| Error::Io { context: "packaging stopped unexpectedly".into(), source: std::io::Error::other(e) })?
 }
 
-/// The tag in this checkout (lightweight, on HEAD) and on GitHub ("Create a reference").
+/// The tag on GitHub ("Create a reference"), then in this checkout (lightweight, on HEAD):
+/// GitHub first, so a commit GitHub does not have leaves no local tag behind.
 async fn tag(loaded: &config::Loaded, gh: &GitHub, history: &History, printer: &Printer) -> Result<(), Error> {
-    let git = package::version::Git { dir: &loaded.dir };
-    if !history.resumed {
-        git.run(&["tag", &history.tag, &history.commit]).map_err(ReleaseError::from)?;
-    }
-    match gh.tag_commit(&history.tag).await.map_err(ReleaseError::from)? {
-        Some(_) => {}
-        None => gh.create_tag(&history.tag, &history.commit).await.map_err(|e| match e.status() {
+    if gh.tag_commit(&history.tag).await.map_err(ReleaseError::from)?.is_none() {
+        gh.create_tag(&history.tag, &history.commit).await.map_err(|e| match e.status() {
             // "Create a reference": 422 when the commit is not on GitHub.
             Some(422) => ReleaseError::NotPushed {
                 tag: history.tag.clone(),
@@ -241,7 +237,11 @@ async fn tag(loaded: &config::Loaded, gh: &GitHub, history: &History, printer: &
                 source: Box::new(e),
             },
             _ => e.into(),
-        })?,
+        })?;
+    }
+    if !history.resumed {
+        let git = package::version::Git { dir: &loaded.dir };
+        git.run(&["tag", &history.tag, &history.commit]).map_err(ReleaseError::from)?;
     }
     printer.status("Tagged", format!("{} on {}", history.tag, &history.commit[..history.commit.len().min(12)]));
     Ok(())

@@ -257,7 +257,8 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
 }
 
 /// Refusals, each with its message and exit code, before anything is changed: no token,
-/// a dirty tree, a tag GitHub already has on another commit, no repository.
+/// a dirty tree, a tag GitHub already has on another commit, a commit GitHub does not have,
+/// no repository.
 #[test]
 fn release_refuses_clearly_before_changing_anything() {
     let r = Repo::new();
@@ -286,6 +287,20 @@ fn release_refuses_clearly_before_changing_anything() {
     );
     assert!(r.gh.state().releases.is_empty());
     assert!(!r.path().join("dist").exists(), "nothing packaged");
+
+    // A commit never pushed: GitHub cannot tag it (422 "Object does not exist"); the message
+    // says to push, and no tag is left behind here either.
+    {
+        let mut s = r.gh.state();
+        s.tags.clear();
+        s.commits = Some(Vec::new());
+    }
+    let err = stderr(&r.release(&[]).code(1));
+    assert!(err.contains("GitHub cannot create tag v1.2.1 on commit"), "{err}");
+    assert!(err.contains("Object does not exist") && err.contains("git push origin HEAD"), "{err}");
+    let tags = std::process::Command::new("git").arg("-C").arg(r.path()).arg("tag").output().unwrap();
+    assert_eq!(String::from_utf8(tags.stdout).unwrap().trim(), "v1.2.0");
+    assert!(r.gh.state().releases.is_empty());
 
     let out = gantry(r.path()).args(["release", "--dry-run"]).env_remove("GITHUB_REPOSITORY").assert().code(2);
     assert!(stderr(&out).contains("cannot tell the GitHub repository"), "{}", stderr(&out));
@@ -345,7 +360,8 @@ async fn client_handles_422_rate_limits_and_assets_without_digest() {
 }
 
 /// `gantry deploy` in Actions records a GitHub Deployment per run with `in_progress` then
-/// `success`; the next success marks the earlier one inactive. A GitHub that cannot be
+/// `success`; the next success marks the earlier one inactive; a rolled-back deploy ends
+/// `failure`. A GitHub that cannot be
 /// reached only warns: the deploy still succeeds.
 #[test]
 fn deploy_in_actions_records_github_deployments_and_survives_github_failing() {
@@ -377,6 +393,20 @@ fn deploy_in_actions_records_github_deployments_and_survives_github_failing() {
         assert!(!d.production);
         assert_eq!(d.statuses[1].2.as_deref(), Some("https://github.com/acme/hello/actions/runs/77"));
     }
+    // A broken release is rolled back (exit 3): its deployment ends `failure`, and the
+    // deployment of what stays live keeps its `success`.
+    p.package("2.0.0", &[("DEMO_BROKEN", "1")]);
+    deploy("2.0.0", &gh.api).code(3);
+    {
+        let s = gh.state();
+        assert_eq!(s.deployments.len(), 3);
+        let states: Vec<&str> = s.deployments[2].statuses.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(states, ["in_progress", "failure"]);
+        assert!(s.deployments[2].statuses[1].1.contains("2.0.0 failed"), "{:?}", s.deployments[2].statuses);
+        assert_eq!(s.deployments[1].statuses.last().unwrap().0, "success");
+    }
+    p.assert_live("1.0.1");
+
     p.package("1.0.2", &[]);
     let out = deploy("1.0.2", "http://127.0.0.1:9").success();
     let err = stderr(&out);

@@ -78,6 +78,8 @@ pub struct State {
     pub releases: Vec<Release>,
     /// Tag name → commit.
     pub tags: BTreeMap<String, String>,
+    /// The commits GitHub has (pushed), when a test says; `None` accepts any.
+    pub commits: Option<Vec<String>>,
     pub deployments: Vec<Deployment>,
     pub faults: Faults,
     /// `METHOD PATH` of every request, in order (query strings left out).
@@ -97,6 +99,7 @@ impl State {
             uploads_url: String::new(),
             releases: Vec::new(),
             tags: BTreeMap::new(),
+            commits: None,
             deployments: Vec::new(),
             faults: Faults::default(),
             requests: Vec::new(),
@@ -348,7 +351,8 @@ impl State {
         }
     }
 
-    /// "Create a reference": 201; 422 "Reference already exists".
+    /// "Create a reference": 201; 422 "Reference already exists", or "Object does not exist"
+    /// for a commit GitHub does not have.
     fn create_ref(&mut self, body: &Value) -> Reply {
         let (Some(r), Some(sha)) = (body["ref"].as_str(), body["sha"].as_str()) else {
             return self.error(422, "Invalid request.", None);
@@ -358,6 +362,9 @@ impl State {
         };
         if self.tags.contains_key(tag) {
             return self.error(422, "Reference already exists", None);
+        }
+        if self.commits.as_ref().is_some_and(|known| !known.iter().any(|c| c == sha)) {
+            return self.error(422, "Object does not exist", None);
         }
         self.tags.insert(tag.into(), sha.into());
         self.json(201, &json!({"ref": r, "object": {"type": "commit", "sha": sha}}))
