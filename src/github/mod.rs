@@ -24,8 +24,10 @@ use crate::exit;
 
 /// The media type of REST responses (octocrab sends `X-GitHub-Api-Version: 2022-11-28`).
 const JSON_MEDIA: &str = "application/vnd.github+json";
-/// A rate-limited call waits at most this long (longer waits fail with the reset time).
-const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+/// Every call ends within this, its retries and rate-limit waits (`retry-after`) included:
+/// long enough for a large asset upload, short enough that a long rate-limit reset fails
+/// with a message instead of hanging.
+const CALL_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 /// `owner/name` of a GitHub repository.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -102,6 +104,8 @@ pub enum GithubError {
     NoRepo,
     #[error("invalid GitHub API URL `{url}`")]
     BadUrl { url: String },
+    #[error("cannot upload {path}: {message}")]
+    Asset { path: String, message: String },
     #[error("cannot set up the GitHub client")]
     Client {
         #[source]
@@ -148,6 +152,7 @@ impl GithubError {
                 Some("check the repository name and that the token may write to it (contents: write)".into())
             }
             Self::Api { status: 429, .. } => Some("GitHub's rate limit: wait and run again".into()),
+            Self::Asset { .. } => Some("run gantry release again: it packages the release again first".into()),
             _ => None,
         }
     }
@@ -291,13 +296,13 @@ pub(crate) async fn send(crab: &Octocrab, method: Method, path: &str, body: Body
             .body(octocrab::OctoBody::from(data))
             .map_err(|_| GithubError::BadUrl { url: shown(path) })?,
     };
-    let response = tokio::time::timeout(MAX_RATE_LIMIT_WAIT * 4, crab.execute(request))
+    let response = tokio::time::timeout(CALL_DEADLINE, crab.execute(request))
         .await
         .map_err(|_| GithubError::Api {
             method: method.to_string(),
             path: shown(path),
             status: 408,
-            message: "no answer in time (a rate-limit wait or the network)".into(),
+            message: "no answer within 15 minutes (rate-limit waits and retries included)".into(),
             body: serde_json::Value::Null,
         })?
         .map_err(transport)?;

@@ -162,28 +162,21 @@ impl GitHub {
     /// Uploads one file to the release's uploads host ("Upload a release asset": `POST
     /// {upload_url}?name=NAME` with the raw bytes).
     pub async fn upload(&self, release: &Release, file: &LocalAsset) -> Result<Asset, GithubError> {
-        let data = tokio::fs::read(&file.path).await.map_err(|e| GithubError::Api {
-            method: "read".into(),
-            path: file.path.display().to_string(),
-            status: 0,
-            message: e.to_string(),
-            body: serde_json::Value::Null,
-        })?;
+        let data = tokio::fs::read(&file.path)
+            .await
+            .map_err(|e| GithubError::Asset { path: file.path.display().to_string(), message: e.to_string() })?;
         let got = hex(&Sha256::digest(&data));
         if got != file.sha256 {
-            return Err(GithubError::Api {
-                method: "read".into(),
+            return Err(GithubError::Asset {
                 path: file.path.display().to_string(),
-                status: 0,
-                message: format!("changed since it was packaged: SHA-256 {got}, expected {}", file.sha256),
-                body: serde_json::Value::Null,
+                message: format!("it changed since it was packaged: SHA-256 {got}, expected {}", file.sha256),
             });
         }
         let base = release.upload_url.split('{').next().unwrap_or(&release.upload_url);
         let url = format!("{base}?name={}", encode(&file.name));
         let crab = self.uploads(&release.upload_url)?;
-        let body = || Body::Bytes { content_type: content_type(&file.name), data: Bytes::from(data.clone()) };
-        let reply = super::send(&crab, Method::POST, &url, body()).await?;
+        let body = Body::Bytes { content_type: content_type(&file.name), data: Bytes::from(data) };
+        let reply = super::send(&crab, Method::POST, &url, body).await?;
         let asset: Asset = super::ok(Method::POST, &url, reply)?.json(&Method::POST, &url)?;
         Ok(asset)
     }
