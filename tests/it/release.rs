@@ -98,8 +98,8 @@ fn sha256_file(path: &Path) -> String {
     github::hex(&sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-/// The whole release: GitHub rate-limits the first call (429, `retry-after: 1`) and 120
-/// older releases push the draft's lookup onto a second page. The first run is cut off in
+/// The whole release: GitHub rate-limits the first call (429, `retry-after: 1`) and many
+/// other releases make the lookups follow `Link` pagination. The first run is cut off in
 /// the middle of uploading SHA256SUMS (every attempt), leaving a draft with one good asset
 /// and a broken one; the second run finishes the same release (the good asset kept, the
 /// broken one replaced, nothing duplicated), publishes it, publishes 1.3.0 to prd and starts
@@ -134,14 +134,25 @@ fn release_survives_a_cut_upload_and_a_rerun_completes_the_same_release() {
         assert_eq!(s.tags.get("v1.3.0"), Some(&head), "the tag is on GitHub at HEAD");
         let states: Vec<(&str, &str)> = draft.assets.iter().map(|a| (a.name.as_str(), a.state.as_str())).collect();
         assert_eq!(states, [("app-1.3.0.zip", "uploaded"), ("SHA256SUMS", "starter")]);
-        // The lookup of the draft followed the Link header to page 2.
-        assert!(s.requests.iter().any(|q| q == "GET /repos/acme/hello/releases"), "{:?}", s.requests);
+        // No release for the tag yet: every page was listed (121 releases, 100 a page).
+        assert_eq!(s.requests.iter().filter(|q| *q == "GET /repos/acme/hello/releases").count(), 2);
         draft.id
     };
     assert!(r.emu.state().pipelines[&r.pipeline].executions.is_empty(), "nothing started before the release");
 
-    r.gh.state().faults.cut_uploads.clear();
+    // 100 newer releases: the draft is now on the second page of "List releases".
+    let listed_before = {
+        let mut s = r.gh.state();
+        s.faults.cut_uploads.clear();
+        for i in 0..100 {
+            s.seed_release(&format!("v0.0.{i}"), false);
+        }
+        s.requests.len()
+    };
     let second = r.release(&["--output", "json"]).success();
+    let lists =
+        r.gh.state().requests[listed_before..].iter().filter(|q| *q == "GET /repos/acme/hello/releases").count();
+    assert_eq!(lists, 2, "the draft was found by following the Link header to page 2");
     let summary = json(&second);
     assert_eq!(summary["version"], "1.3.0");
     assert_eq!(summary["resumed"], true, "{summary:#}");
