@@ -3,7 +3,7 @@
 //! with `exit_code()`.
 
 use crate::app::deploy::DeployError;
-use crate::{config, exit, package, pipeline, publish};
+use crate::{config, exit, package, pipeline, publish, release};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,6 +19,8 @@ pub enum Error {
     Deploy(#[from] DeployError),
     #[error(transparent)]
     Pipeline(#[from] pipeline::PipelineError),
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
     /// A command that a later version of gantry will provide.
     #[error("`gantry {command}` is not available yet in this version of gantry")]
     NotAvailable { command: &'static str },
@@ -42,6 +44,7 @@ impl Error {
             Self::Publish(e) => e.exit_code(),
             Self::Deploy(e) => e.exit_code(),
             Self::Pipeline(e) => e.exit_code(),
+            Self::Release(e) => e.exit_code(),
             Self::Io { .. } => exit::FAILED,
         }
     }
@@ -54,6 +57,7 @@ impl Error {
             Self::Publish(e) => e.hint(),
             Self::Deploy(e) => e.hint(),
             Self::Pipeline(e) => e.hint(),
+            Self::Release(e) => e.hint(),
             Self::Usage { hint, .. } => hint.clone(),
             Self::NotAvailable { .. } | Self::Io { .. } => None,
         }

@@ -167,9 +167,47 @@ pub async fn deploy(
         .await
         .map_err(DeployError::from)?;
     warn_taken_over(&lock, printer);
+    let mut github = GithubSink::start(loaded, ctx.name, &release, printer).await;
     let result = deploy_locked(&ctx, &release, Kind::Deploy, None, printer, cancel).await;
+    github.finish(&result, &release, printer).await;
     let _ = lock.release().await;
     result
+}
+
+/// In GitHub Actions, a GitHub Deployment of the environment with its statuses
+/// (`github::deployments`). Talking to GitHub never fails a deploy: problems are warnings.
+struct GithubSink(Option<crate::github::deployments::Tracker>);
+
+impl GithubSink {
+    async fn start(loaded: &config::Loaded, env: &config::Name, release: &Release, printer: &Printer) -> Self {
+        let production = loaded.config.environments.get(env).is_some_and(|e| e.approval == config::Approval::Required);
+        let Some(mut tracker) = crate::github::deployments::Tracker::from_env(
+            env.as_str(),
+            production,
+            loaded.config.project.repository.as_deref(),
+        ) else {
+            return Self(None);
+        };
+        if let Err(e) = tracker.start(&release.version.to_string(), None).await {
+            printer.warn(format!("cannot record the GitHub deployment of `{env}`: {e}"));
+        }
+        Self(Some(tracker))
+    }
+
+    async fn finish(&mut self, result: &Result<(), Error>, release: &Release, printer: &Printer) {
+        use crate::github::deployments::Outcome;
+        let Some(tracker) = &self.0 else { return };
+        let (outcome, description) = match result {
+            Ok(()) => (Outcome::Success, format!("{} is live", release.version)),
+            Err(Error::Deploy(DeployError::RollbackFailed { .. })) => {
+                (Outcome::Error, format!("{} failed and so did its rollback", release.version))
+            }
+            Err(_) => (Outcome::Failure, format!("{} failed; the previous release stays live", release.version)),
+        };
+        if let Err(e) = tracker.finish(outcome, &description, None).await {
+            printer.warn(format!("cannot update the GitHub deployment status: {e}"));
+        }
+    }
 }
 
 pub async fn rollback(

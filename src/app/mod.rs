@@ -19,6 +19,7 @@ mod init;
 mod package;
 mod pipeline;
 mod publish;
+mod release;
 mod releases;
 mod status;
 
@@ -142,7 +143,10 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             deploy::rollback(&loaded, global.env.as_deref(), &args, printer, interrupt).await
         }
-        Command::Release(_) => not_available("release"),
+        Command::Release(args) => {
+            let loaded = load_config(global.config.as_ref())?;
+            release::release(&loaded, global.env.as_deref(), &args, printer, cancel).await
+        }
         Command::Status(args) => {
             let loaded = load_config(global.config.as_ref())?;
             status::status(&loaded, global.env.as_deref(), &args, printer).await
@@ -179,10 +183,6 @@ pub(crate) fn environment<'c>(
             None => format!("environments in gantry.toml: {}", known()),
         }),
     })
-}
-
-fn not_available(command: &'static str) -> Result<(), Error> {
-    Err(Error::NotAvailable { command })
 }
 
 pub(crate) fn load_config(explicit: Option<&PathBuf>) -> Result<config::Loaded, Error> {

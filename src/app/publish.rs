@@ -14,6 +14,21 @@ pub async fn publish(
     printer: &Printer,
     cancel: &AtomicBool,
 ) -> Result<(), Error> {
+    let report = upload(loaded, env, args, printer, cancel).await?;
+    if printer.format == OutputFormat::Json {
+        printer.json(&serde_json::to_value(&report).expect("report serializes"));
+    }
+    Ok(())
+}
+
+/// Publishes with progress on stderr and returns the report (also for `gantry release`).
+pub(crate) async fn upload(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    args: &PublishArgs,
+    printer: &Printer,
+    cancel: &AtomicBool,
+) -> Result<publish::PublishReport, Error> {
     let (name, environment) = super::environment(loaded, env, "publish")?;
     let Some(bucket) = &environment.release_bucket else {
         return Err(Error::Usage {
@@ -56,8 +71,5 @@ pub async fn publish(
     let reporter = PublishReporter::new(printer);
     let report = publish::apply(&request, &plan, &bucket, cancel, &|e| reporter.event(e)).await?;
     reporter.finish(&report);
-    if printer.format == OutputFormat::Json {
-        printer.json(&serde_json::to_value(&report).expect("report serializes"));
-    }
-    Ok(())
+    Ok(report)
 }

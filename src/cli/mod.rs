@@ -18,6 +18,25 @@ A failed gate rolls back at once (exit 3); a failed rollback exits 4 with what t
 another deployment holding the environment exits 6 (or wait with --wait-lock). Ctrl-C once
 rolls back the step in progress (exit 130); twice quits at once.";
 
+const RELEASE_HELP: &str = "\
+Examples:
+  gantry release --dry-run          # the next version, its changelog and every step
+  gantry release                    # tag, GitHub release, publish to production, start its pipeline
+  gantry release --pre rc           # 1.3.0-rc.1, then rc.2, ...
+
+Version: from the highest vX.Y.Z tag reachable from HEAD and the conventional commits since:
+a breaking change (`feat!:` or a `BREAKING CHANGE:` footer) bumps major, `feat` minor,
+anything else patch. On 0.y.z, as semver and cargo treat it, a breaking change bumps minor and
+anything else patch; the first release is 0.1.0. --bump major|minor|patch is applied as written.
+When HEAD already carries the release's tag, that release is finished instead (a re-run after a
+failure completes the same release: matching assets are kept, others replaced).
+
+Needs GITHUB_TOKEN (or GH_TOKEN), a clean tree, and the repository from [project] repository,
+GITHUB_REPOSITORY or the origin remote; GITHUB_API_URL points at another API host.
+The release goes to --env, else the environment with approval = \"required\".
+Exit codes: 2 nothing was changed (no token, dirty tree, no new commits, a tag on another
+commit), 1 a step failed (run again to finish).";
+
 const AFTER_HELP: &str = "\
 Configuration is read from gantry.toml in the current directory or the nearest parent
 (or --config). Settings resolve as: command-line flag > GANTRY_* environment variable >
@@ -104,6 +123,7 @@ pub enum Command {
     )]
     Rollback(RollbackArgs),
     /// Cut a new version: tag, changelog, GitHub release, then publish to production
+    #[command(after_help = RELEASE_HELP)]
     Release(ReleaseArgs),
     /// What is live per target, any deployment in flight, and who holds the lock
     Status(EnvTargetArgs),

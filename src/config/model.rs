@@ -42,6 +42,10 @@ pub struct Project {
     /// Where `gantry package` writes, relative to gantry.toml. Default: `dist`.
     #[serde(default)]
     pub dist: Option<RelPath>,
+    /// GitHub repository `OWNER/NAME` for `gantry release` and deployments. Default:
+    /// `GITHUB_REPOSITORY`, else the `origin` remote.
+    #[serde(default)]
+    pub repository: Option<String>,
 }
 
 /// One release artifact: a folder packaged into a reproducible zip.

@@ -11,7 +11,7 @@
 mod archive;
 mod hashes;
 pub mod manifest;
-mod version;
+pub(crate) mod version;
 pub mod walk;
 
 use std::io::{self, Read};

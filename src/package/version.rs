@@ -145,13 +145,14 @@ fn dev_version(base: Option<Version>, since: u64, short_hash: &str, dirty: bool)
     v
 }
 
-fn tag_version(tag: &str) -> Result<Version, VersionError> {
+pub(crate) fn tag_version(tag: &str) -> Result<Version, VersionError> {
     let bare = tag.trim().strip_prefix('v').unwrap_or(tag.trim());
     Version::parse(bare).map_err(|source| VersionError::BadTag { tag: tag.trim().to_owned(), source })
 }
 
-struct Git<'a> {
-    dir: &'a Path,
+/// The `git` program run in one checkout (also used by `crate::release`).
+pub(crate) struct Git<'a> {
+    pub dir: &'a Path,
 }
 
 impl Git<'_> {
@@ -163,16 +164,16 @@ impl Git<'_> {
         cmd
     }
 
-    fn is_repo(&self) -> bool {
+    pub(crate) fn is_repo(&self) -> bool {
         self.command(&["rev-parse", "--git-dir"]).output().is_ok_and(|o| o.status.success())
     }
 
     /// HEAD's hash, or None in a repository with no commits yet.
-    fn head(&self) -> Result<Option<String>, VersionError> {
+    pub(crate) fn head(&self) -> Result<Option<String>, VersionError> {
         Ok(self.run_ok(&["rev-parse", "--verify", "--quiet", "HEAD"]).map(|s| s.trim().to_owned()))
     }
 
-    fn run(&self, args: &[&str]) -> Result<String, VersionError> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String, VersionError> {
         let out = self.command(args).output().map_err(|e| VersionError::Git(format!("cannot run git: {e}")))?;
         if !out.status.success() {
             return Err(VersionError::Git(format!(
@@ -184,7 +185,7 @@ impl Git<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn run_ok(&self, args: &[&str]) -> Option<String> {
+    pub(crate) fn run_ok(&self, args: &[&str]) -> Option<String> {
         self.command(args)
             .output()
             .ok()

@@ -8,6 +8,7 @@ mod image;
 mod package;
 mod pipeline;
 mod publish;
+mod release;
 
 use std::io::{IsTerminal, Write};
 
@@ -18,6 +19,7 @@ pub use image::ImageReporter;
 pub use package::PackageReporter;
 pub use pipeline::PipelineReporter;
 pub use publish::PublishReporter;
+pub use release::ReleaseReporter;
 
 /// How much the user asked to hear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
