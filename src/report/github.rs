@@ -213,8 +213,11 @@ impl DeploySummary {
                     t.health_ms = *health_ms;
                 }
             }
-            Event::Health { .. } | Event::Traffic { .. } | Event::RollbackStarted { .. } | Event::Recovering { .. } => {
-            }
+            Event::Health { .. }
+            | Event::Traffic { .. }
+            | Event::Progress { .. }
+            | Event::RollbackStarted { .. }
+            | Event::Recovering { .. } => {}
         }
     }
 
