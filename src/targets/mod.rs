@@ -241,7 +241,16 @@ pub fn build(
                 .lambda
                 .as_ref()
                 .ok_or_else(|| TargetError::new(format!("target `{name}` has no [lambda] settings")))?;
-            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone())))
+            let image_repository = match &settings.image {
+                Some(image) => Some((
+                    ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
+                        TargetError::new(format!("target `{name}`: unknown image `{image}`"))
+                    })?,
+                    ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
+                )),
+                None => None,
+            };
+            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone(), image_repository)))
         }
         TargetKind::Static => {
             let settings = cfg

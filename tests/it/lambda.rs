@@ -368,3 +368,124 @@ fn a_missing_function_alias_alarm_or_release_is_named_and_nothing_changes() {
     let err = stderr(&f.gantry(&["plan"]).assert().code(1));
     assert!(err.contains("CloudWatch alarm `no-such-alarm` does not exist"), "{err}");
 }
+
+/// A container-image function (`image`): the code is the image `gantry image push --version V`
+/// tagged in ECR, pinned by digest, and Lambda's `CodeSha256` for it is the digest's hex.
+/// moto checks `ImageUri` against its ECR only with `MOTO_LAMBDA_STUB_ECR=false`, which
+/// scripts/test-services sets; the images are put straight into moto's ECR.
+#[test]
+fn container_image_functions_deploy_by_digest_and_roll_back() {
+    let s = services();
+    let function = unique("fnimg");
+    let repository = unique("fnimg-repo");
+    let created = aws(&["ecr", "create-repository", "--repository-name", &repository]);
+    let uri = created["repository"]["repositoryUri"].as_str().unwrap().to_owned();
+    let mut digests = HashMap::new();
+    for version in ["1.0.0", "2.0.0", "3.0.0"] {
+        let hex = |prefix: &str| {
+            format!("{prefix}{}{}", version.replace('.', ""), "0".repeat(64)).chars().take(64).collect::<String>()
+        };
+        // moto derives imageDigest from the layers: one layer per version.
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 5, "digest": format!("sha256:{}", hex("c"))},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1, "digest": format!("sha256:{}", hex("f"))}],
+        });
+        let put = aws(&[
+            "ecr",
+            "put-image",
+            "--repository-name",
+            &repository,
+            "--image-tag",
+            version,
+            "--image-manifest",
+            &manifest.to_string(),
+        ]);
+        digests.insert(version, put["image"]["imageId"]["imageDigest"].as_str().unwrap().to_owned());
+    }
+    let role = unique("role");
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role_arn = aws(&["iam", "create-role", "--role-name", &role, "--assume-role-policy-document", trust]);
+    aws(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        &function,
+        "--package-type",
+        "Image",
+        "--role",
+        role_arn["Role"]["Arn"].as_str().unwrap(),
+        "--code",
+        &format!("ImageUri={uri}@{}", digests["1.0.0"]),
+    ]);
+    aws(&["lambda", "publish-version", "--function-name", &function]);
+    aws(&["lambda", "create-alias", "--function-name", &function, "--name", "live", "--function-version", "1"]);
+
+    let behaviours = Arc::new(Mutex::new(HashMap::new()));
+    let api = api_gateway(s.moto.clone(), function.clone(), behaviours.clone(), Alarms::default());
+    behaviours.lock().unwrap().insert(digests["3.0.0"].trim_start_matches("sha256:").to_owned(), Behaviour::Broken);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[project]\nname = \"fnimg\"\n\n[artifacts.app]\nroot = \"app\"\n\n\
+         [images.app]\nrepository = \"{repository}\"\ninputs = [\"app/**\"]\noci_layout = \"oci\"\n\n\
+         [environments.dev]\nregion = \"us-east-1\"\ntargets = [\"api\"]\n\n\
+         [targets.api]\nkind = \"lambda\"\n\
+         lambda = {{ function = \"{function}\", image = \"app\", url = \"{api}/live\", preview_url = \"{api}/preview\" }}\n\n\
+         [[targets.api.health]]\nurl = \"{{url}}/health\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\n\
+         healthy_threshold = 2\nunhealthy_threshold = 2\n",
+        api = api.url()
+    );
+    write_tree(dir.path(), &[("gantry.toml", &config), ("app/main.py", "print('hi')\n")]);
+    let run = |args: &[&str]| {
+        let mut cmd = gantry(dir.path());
+        cmd.args(["--env", "dev"]).args(args).envs(aws_env(services())).env("GANTRY_AWS_MAX_ATTEMPTS", "2");
+        cmd.assert()
+    };
+    let live_image = || {
+        let live = aws(&["lambda", "get-alias", "--function-name", &function, "--name", "live"]);
+        let version = live["FunctionVersion"].as_str().unwrap().to_owned();
+        let code = aws(&["lambda", "get-function", "--function-name", &function, "--qualifier", &version]);
+        code["Code"]["ImageUri"].as_str().unwrap().to_owned()
+    };
+    let package = |version: &str| gantry(dir.path()).args(["package", "-q", "--version", version]).assert().success();
+
+    package("2.0.0");
+    let good = run(&["deploy", "--version", "2.0.0"]);
+    assert_eq!(good.get_output().status.code(), Some(0), "{}", stderr(&good));
+    assert_eq!(live_image(), format!("{uri}@{}", digests["2.0.0"]), "the image is pinned by digest");
+    let live = aws(&["lambda", "get-alias", "--function-name", &function, "--name", "live"]);
+    let config = aws(&[
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        &function,
+        "--qualifier",
+        live["FunctionVersion"].as_str().unwrap(),
+    ]);
+    assert_eq!(config["CodeSha256"], digests["2.0.0"].trim_start_matches("sha256:"));
+    let v2 = live["FunctionVersion"].as_str().unwrap().to_owned();
+    // moto shares one `Code` between a function's versions, so after another update the
+    // version is what tells which image is live (its CodeSha256 and description are its own).
+    let live_version = || {
+        let live = aws(&["lambda", "get-alias", "--function-name", &function, "--name", "live"]);
+        let weights = &live["RoutingConfig"]["AdditionalVersionWeights"];
+        assert!(weights.as_object().is_none_or(|w| w.is_empty()), "no traffic split is left: {live}");
+        live["FunctionVersion"].as_str().unwrap().to_owned()
+    };
+
+    package("3.0.0");
+    let broken = run(&["deploy", "--version", "3.0.0"]);
+    assert_eq!(broken.get_output().status.code(), Some(3), "{}", stderr(&broken));
+    assert_eq!(live_version(), v2, "rolled back to 2.0.0's version");
+
+    // 4.0.0 was never pushed: named, with the push command, before anything changes.
+    let versions_before = aws(&["lambda", "list-versions-by-function", "--function-name", &function]);
+    package("4.0.0");
+    let missing = run(&["deploy", "--version", "4.0.0"]);
+    assert_eq!(missing.get_output().status.code(), Some(1), "{}", stderr(&missing));
+    let err = stderr(&missing);
+    assert!(err.contains(&format!("tag `4.0.0` is not in ECR repository `{repository}`")), "{err}");
+    assert!(err.contains("gantry image push"), "{err}");
+    assert_eq!(aws(&["lambda", "list-versions-by-function", "--function-name", &function]), versions_before);
+    assert_eq!(live_version(), v2);
+}

@@ -30,7 +30,7 @@
 mod alb;
 mod api;
 mod bluegreen;
-mod image;
+pub(crate) mod image;
 mod plan;
 mod rolling;
 mod service;

@@ -42,6 +42,9 @@ pub struct LambdaTarget {
     name: String,
     settings: config::LambdaTarget,
     env: TargetEnv,
+    /// For a container-image function: the image's ECR repository and the registry host
+    /// that overrides ECR's repository URI, from `[images]` and the environment.
+    image_repository: Option<(String, Option<String>)>,
     clients: OnceCell<Clients>,
     alarms_checked: bool,
 }
@@ -49,7 +52,25 @@ pub struct LambdaTarget {
 struct Clients {
     lambda: aws_sdk_lambda::Client,
     s3: aws_sdk_s3::Client,
+    ecr: aws_sdk_ecr::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// The release's code for this function: the published zip, or the image pinned by digest.
+enum Source {
+    Zip { file: String, sha256: [u8; 32] },
+    Image(crate::targets::ecs::image::Pinned),
+}
+
+impl Source {
+    /// What Lambda reports as `CodeSha256` for this code: the zip's SHA-256 in base64, or
+    /// for a container image the hex of its manifest digest.
+    fn code_sha256(&self) -> String {
+        match self {
+            Self::Zip { sha256, .. } => base64::engine::general_purpose::STANDARD.encode(sha256),
+            Self::Image(pinned) => pinned.digest.trim_start_matches("sha256:").to_owned(),
+        }
+    }
 }
 
 /// What the two aliases say, as version numbers.
@@ -90,8 +111,22 @@ impl Aliases {
 }
 
 impl LambdaTarget {
-    pub fn new(name: &str, settings: &config::LambdaTarget, env: TargetEnv) -> Self {
-        Self { name: name.to_owned(), settings: settings.clone(), env, clients: OnceCell::new(), alarms_checked: false }
+    /// `image_repository`: for a container-image function, the image's ECR repository and
+    /// the environment's registry host (when it overrides ECR's repository URI).
+    pub fn new(
+        name: &str,
+        settings: &config::LambdaTarget,
+        env: TargetEnv,
+        image_repository: Option<(String, Option<String>)>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            settings: settings.clone(),
+            env,
+            image_repository,
+            clients: OnceCell::new(),
+            alarms_checked: false,
+        }
     }
 
     fn function(&self) -> &str {
@@ -113,6 +148,7 @@ impl LambdaTarget {
                 Clients {
                     lambda: crate::aws::lambda(&sdk),
                     s3: crate::aws::s3(&sdk),
+                    ecr: crate::aws::ecr(&sdk),
                     cloudwatch: crate::aws::cloudwatch(&sdk),
                 }
             })
@@ -249,14 +285,28 @@ impl LambdaTarget {
             .map_err(|e| sdk::error("lambda:CreateAlias", &self.alias_what(alias), "", e))
     }
 
-    /// The release's zip on disk and its SHA-256.
-    fn artifact(&self, release: &Release) -> Result<(String, [u8; 32]), TargetError> {
+    /// The release's code: its zip on disk and that zip's SHA-256, or, for a container-image
+    /// function, the image `gantry image push --version V` pushed, pinned by digest in ECR.
+    async fn source(&self, release: &Release) -> Result<Source, TargetError> {
+        if let Some(image) = &self.settings.image {
+            let (repository, registry) = self.image_repository.clone().ok_or_else(|| {
+                TargetError::new(format!("target `{}`: unknown image `{image}`", self.name))
+                    .with_hint(format!("declare it under [images.{image}]"))
+            })?;
+            let ecr = &self.clients().await.ecr;
+            let pinned = crate::targets::ecs::image::resolve(
+                ecr,
+                image.as_str(),
+                &repository,
+                registry.as_deref(),
+                &release.version,
+                &self.env.name,
+            )
+            .await?;
+            return Ok(Source::Image(pinned));
+        }
         let Some(name) = &self.settings.artifact else {
-            return Err(TargetError::new(format!(
-                "target `{}`: container-image functions (`image`) are not deployed by this version of gantry",
-                self.name
-            ))
-            .with_hint("deploy the function from a zip artifact (`artifact = \"NAME\"`)"));
+            return Err(TargetError::new(format!("target `{}` names neither `artifact` nor `image`", self.name)));
         };
         let path = release.artifacts.get(name.as_str()).ok_or_else(|| {
             TargetError::new(format!("release {} has no artifact `{name}`", release.label()))
@@ -265,7 +315,7 @@ impl LambdaTarget {
         let bytes = std::fs::read(path)
             .map_err(|e| TargetError::new(format!("cannot read {}", path.display())).with_source(e))?;
         let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
-        Ok((file, Sha256::digest(&bytes).into()))
+        Ok(Source::Zip { file, sha256: Sha256::digest(&bytes).into() })
     }
 
     /// The published zip's key, after checking it holds the release's bytes.
@@ -332,31 +382,29 @@ impl LambdaTarget {
     }
 
     /// Updates `$LATEST` from the published zip, waits for the update, and publishes it.
-    async fn publish(
-        &self,
-        release: &Release,
-        file: &str,
-        sha256: &[u8; 32],
-        description: &str,
-    ) -> Result<String, TargetError> {
-        let (bucket, key) = self.published_artifact(release, file, sha256).await?;
-        let expected = crate::publish::s3::b64(sha256);
+    async fn publish(&self, release: &Release, source: &Source, description: &str) -> Result<String, TargetError> {
+        let expected = source.code_sha256();
         let lambda = &self.clients().await.lambda;
         let what = format!("Lambda function `{}`", self.function());
+        let (update, from) = match source {
+            Source::Zip { file, sha256 } => {
+                let (bucket, key) = self.published_artifact(release, file, sha256).await?;
+                let from = format!("s3://{bucket}/{key}");
+                (lambda.update_function_code().s3_bucket(bucket).s3_key(key), from)
+            }
+            Source::Image(pinned) => (lambda.update_function_code().image_uri(pinned.reference()), pinned.reference()),
+        };
         // An update still in progress (another deploy, the console) would refuse this one.
         self.wait_updated().await?;
-        lambda
-            .update_function_code()
+        update
             .function_name(self.function())
-            .s3_bucket(&bucket)
-            .s3_key(&key)
             .send()
             .await
             .map_err(|e| sdk::error("lambda:UpdateFunctionCode", &what, "", e))?;
         let latest = self.wait_updated().await?;
         let actual = latest.code_sha256().unwrap_or_default();
         if actual != expected {
-            return Err(code_mismatch(&what, "$LATEST", actual, &expected, &bucket, &key));
+            return Err(code_mismatch(&what, "$LATEST", actual, &expected, &from));
         }
         let published = lambda
             .publish_version()
@@ -368,14 +416,7 @@ impl LambdaTarget {
             .map_err(|e| sdk::error("lambda:PublishVersion", &what, "", e))?;
         let version = published.version().unwrap_or_default().to_owned();
         if published.code_sha256() != Some(expected.as_str()) {
-            return Err(code_mismatch(
-                &what,
-                &version,
-                published.code_sha256().unwrap_or_default(),
-                &expected,
-                &bucket,
-                &key,
-            ));
+            return Err(code_mismatch(&what, &version, published.code_sha256().unwrap_or_default(), &expected, &from));
         }
         if published.description() != Some(description) {
             // Lambda publishes nothing when code and configuration equal the last version's.
@@ -422,13 +463,11 @@ impl LambdaTarget {
     }
 }
 
-fn code_mismatch(what: &str, version: &str, actual: &str, expected: &str, bucket: &str, key: &str) -> TargetError {
-    TargetError::new(format!(
-        "{what} version {version} has CodeSha256 {actual}, not the release zip's {expected} (s3://{bucket}/{key})"
-    ))
-    .with_hint(
-        "something else changed the function's code meanwhile, or the published zip is not the release's: deploy again",
-    )
+fn code_mismatch(what: &str, version: &str, actual: &str, expected: &str, from: &str) -> TargetError {
+    TargetError::new(format!("{what} version {version} has CodeSha256 {actual}, not the release code's {expected} ({from})"))
+        .with_hint(
+            "something else changed the function's code meanwhile, or the published code is not the release's: deploy again",
+        )
 }
 
 /// Where a code update is.
@@ -497,17 +536,19 @@ impl Target for LambdaTarget {
     }
 
     async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
-        let (file, sha256) = self.artifact(release)?;
-        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(sha256);
-        if self.published_version(&description(release), &code_sha256).await?.is_none() {
-            self.published_artifact(release, &file, &sha256).await?;
+        // An image is checked to be in ECR by `source` itself.
+        let source = self.source(release).await?;
+        if let Source::Zip { file, sha256 } = &source
+            && self.published_version(&description(release), &source.code_sha256()).await?.is_none()
+        {
+            self.published_artifact(release, file, sha256).await?;
         }
         Ok(())
     }
 
     async fn start_new(&mut self, release: &Release, _replicas: u32) -> Result<String, TargetError> {
-        let (file, sha256) = self.artifact(release)?;
-        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(sha256);
+        let source = self.source(release).await?;
+        let code_sha256 = source.code_sha256();
         let description = description(release);
         let aliases = self.aliases().await?;
         if let Some(preview) = &aliases.preview {
@@ -519,7 +560,7 @@ impl Target for LambdaTarget {
         }
         let version = match self.published_version(&description, &code_sha256).await? {
             Some(version) => version,
-            None => self.publish(release, &file, &sha256, &description).await?,
+            None => self.publish(release, &source, &description).await?,
         };
         self.set_preview(&version).await?;
         Ok(self.settings.preview_url.clone())
