@@ -22,21 +22,24 @@ const MAX_ATTEMPTS: u32 = 5;
 /// GitHub Actions, when it names a `role_arn`, credentials from the workflow's OIDC token
 /// for that role (`oidc`), refreshed before they expire. Elsewhere, the standard chain.
 pub async fn load_env(env: &crate::config::Environment) -> SdkConfig {
-    let region = env.region.as_ref().map(crate::config::Region::as_str);
+    load_for(env.region.as_ref().map(crate::config::Region::as_str), env.role_arn.as_ref().map(|r| r.as_str())).await
+}
+
+/// [`load_env`] from an environment's region and role (what deploy targets keep of it).
+pub async fn load_for(region: Option<&str>, role_arn: Option<&str>) -> SdkConfig {
     let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let Some(role) = env.role_arn.as_ref().filter(|_| in_actions) else {
+    let Some(role) = role_arn.filter(|_| in_actions) else {
         return load(region).await;
     };
     let base = loader(region).no_credentials().load().await;
-    let provider: aws_credential_types::provider::SharedCredentialsProvider =
-        match oidc::OidcSettings::from_env(role.as_str()) {
-            Ok(settings) => aws_credential_types::provider::SharedCredentialsProvider::new(oidc::OidcCredentials::new(
-                settings,
-                sts(&base),
-            )),
-            // Every AWS call then fails with this message (the workflow lacks id-token: write).
-            Err(message) => aws_credential_types::provider::SharedCredentialsProvider::new(Missing(message)),
-        };
+    let provider: aws_credential_types::provider::SharedCredentialsProvider = match oidc::OidcSettings::from_env(role) {
+        Ok(settings) => aws_credential_types::provider::SharedCredentialsProvider::new(oidc::OidcCredentials::new(
+            settings,
+            sts(&base),
+        )),
+        // Every AWS call then fails with this message (the workflow lacks id-token: write).
+        Err(message) => aws_credential_types::provider::SharedCredentialsProvider::new(Missing(message)),
+    };
     base.into_builder().credentials_provider(provider).build()
 }
 

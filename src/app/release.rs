@@ -74,6 +74,7 @@ pub async fn release(
         return Ok(());
     }
 
+    printer.output("version", &history.version.to_string());
     let token = github::token_from_env().ok_or(ReleaseError::from(GithubError::NoToken))?;
     let gh = GitHub::new(&token, &github::api_url(), repo).map_err(ReleaseError::from)?;
     let existing = gh.release_by_tag(&history.tag).await.map_err(ReleaseError::from)?;
@@ -138,7 +139,7 @@ pub async fn release(
         }
         if let Some(pipeline_name) = environment.pipeline.as_deref() {
             let region = environment.region.as_ref().map(config::Region::as_str);
-            let sdk = crate::aws::load(region).await;
+            let sdk = crate::aws::load_env(environment).await;
             let pipeline = Pipeline::new(crate::aws::codepipeline(&sdk), pipeline_name);
             let bucket = ReleaseBucket::for_env(crate::aws::s3(&sdk), loaded.config.project.name.as_str(), environment);
             let started = pipeline::start::start(
@@ -155,6 +156,7 @@ pub async fn release(
             let console = console_url(region.as_deref().unwrap_or("us-east-1"), pipeline_name, &started.execution_id);
             let approve = format!("gantry approve --env {name} --execution {}", started.execution_id);
             reporter.next(&approve, &console);
+            printer.output("pipeline-execution-id", &started.execution_id);
             summary["pipeline"] = serde_json::json!({
                 "name": started.pipeline,
                 "execution_id": started.execution_id,

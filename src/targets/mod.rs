@@ -80,6 +80,8 @@ pub struct TargetEnv {
     pub project: String,
     /// The environment's AWS region; without it the SDK's own chain decides.
     pub region: Option<String>,
+    /// The role to assume with GitHub's OIDC token in Actions (`role_arn`).
+    pub role_arn: Option<String>,
     /// The bucket `gantry publish` put the release in.
     pub release_bucket: Option<String>,
     /// Key prefix in that bucket (`releases` by default).
@@ -93,6 +95,7 @@ impl TargetEnv {
             name: name.to_owned(),
             project: project.to_owned(),
             region: env.region.as_ref().map(|r| r.as_str().to_owned()),
+            role_arn: env.role_arn.as_ref().map(|r| r.as_str().to_owned()),
             release_bucket: env.release_bucket.as_ref().map(|b| b.as_str().to_owned()),
             release_prefix: env.release_prefix.clone().unwrap_or_else(|| "releases".into()),
         }
@@ -230,6 +233,7 @@ pub fn build(
             let settings = ecs::Settings {
                 environment: ctx.environment.to_string(),
                 region: ctx.env.region.as_ref().map(ToString::to_string),
+                role_arn: ctx.env.role_arn.as_ref().map(|r| r.as_str().to_owned()),
                 registry: ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
                 repository,
                 strategy: cfg.strategy.clone(),

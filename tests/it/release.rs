@@ -75,6 +75,10 @@ impl Repo {
         env.push(("GANTRY_PIPELINE_POLL", "10ms".into()));
         env.push(("GANTRY_AWS_MAX_ATTEMPTS", "1".into()));
         env.extend(self.gh.env());
+        // In Actions the release writes its step outputs (version, pipeline execution id).
+        std::fs::create_dir_all(self.path().join(".gantry")).unwrap();
+        env.push(("GITHUB_ACTIONS", "true".into()));
+        env.push(("GITHUB_OUTPUT", self.path().join(".gantry/github-output").display().to_string()));
         gantry(self.path()).arg("release").args(args).envs(env).env_remove("GH_TOKEN").assert()
     }
 }
@@ -211,6 +215,13 @@ fn release_survives_a_cut_upload_and_a_rerun_completes_the_same_release() {
     assert!(console.contains(&format!("/{}/executions/{id}/", r.pipeline)), "{console}");
     assert_eq!(r.emu.state().pipelines[&r.pipeline].executions.len(), 1);
     aws(&["s3api", "head-object", "--bucket", &r.bucket, "--key", "releases/hello/1.3.0/release.json"]);
+    let outputs = std::fs::read_to_string(r.path().join(".gantry/github-output")).unwrap();
+    let output = |key: &str| {
+        let start = outputs.rfind(&format!("{key}<<")).unwrap_or_else(|| panic!("no `{key}` output: {outputs}"));
+        outputs[start..].lines().nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(output("version"), "1.3.0");
+    assert_eq!(output("pipeline-execution-id"), id);
 
     // Nothing new since: a clear refusal, exit 2, nothing changed.
     let before = r.gh.state().requests.len();

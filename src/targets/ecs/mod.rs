@@ -68,6 +68,8 @@ impl Notes {
 pub struct Settings {
     pub environment: String,
     pub region: Option<String>,
+    /// The role to assume with GitHub's OIDC token in Actions.
+    pub role_arn: Option<String>,
     pub registry: Option<String>,
     /// ECR repository of the target's image.
     pub repository: String,
@@ -144,7 +146,7 @@ impl EcsTarget {
 
     async fn connect(&mut self) -> Result<(), TargetError> {
         if self.clients.is_none() {
-            let sdk = crate::aws::load(self.settings.region.as_deref()).await;
+            let sdk = crate::aws::load_for(self.settings.region.as_deref(), self.settings.role_arn.as_deref()).await;
             self.clients =
                 Some(Clients { ecs: crate::aws::ecs(&sdk), elb: crate::aws::elbv2(&sdk), ecr: crate::aws::ecr(&sdk) });
         }
@@ -378,8 +380,14 @@ mod tests {
             toml::from_str(&format!("cluster = 'c'\nservice = 's'\ncontainer = 'c'\nimage = 'i'\n{ecs_extra}"))
                 .unwrap();
         let strategy: config::StrategyConfig = toml::from_str(strategy).unwrap();
-        let settings =
-            Settings { environment: "dev".into(), region: None, registry: None, repository: "r".into(), strategy };
+        let settings = Settings {
+            environment: "dev".into(),
+            region: None,
+            role_arn: None,
+            registry: None,
+            repository: "r".into(),
+            strategy,
+        };
         EcsTarget::new(&cfg, settings)
     }
 

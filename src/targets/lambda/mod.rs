@@ -144,7 +144,7 @@ impl LambdaTarget {
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| async {
-                let sdk = crate::aws::load(self.env.region.as_deref()).await;
+                let sdk = crate::aws::load_for(self.env.region.as_deref(), self.env.role_arn.as_deref()).await;
                 Clients {
                     lambda: crate::aws::lambda(&sdk),
                     s3: crate::aws::s3(&sdk),

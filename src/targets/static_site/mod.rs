@@ -114,7 +114,7 @@ impl StaticTarget {
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| async {
-                let sdk = crate::aws::load(self.env.region.as_deref()).await;
+                let sdk = crate::aws::load_for(self.env.region.as_deref(), self.env.role_arn.as_deref()).await;
                 Clients {
                     store: Store { client: crate::aws::s3(&sdk), bucket: self.settings.bucket.as_str().to_owned() },
                     cdn: self.settings.distribution.as_ref().map(|id| Cdn {
