@@ -54,14 +54,20 @@ pub fn pipeline(loaded: &config::Loaded, env: Option<&str>, args: &InitArgs, pri
             hint: Some("pass --force to overwrite it".into()),
         });
     }
-    std::fs::create_dir_all(&dir)
+    write_files(&dir, &files, printer)?;
+    printer.json(&serde_json::json!({ "created": files.iter().map(|(p, _)| p).collect::<Vec<_>>() }));
+    Ok(())
+}
+
+/// Creates `dir` and writes each file into it, announcing each one.
+fn write_files(dir: &std::path::Path, files: &[(std::path::PathBuf, String)], printer: &Printer) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)
         .map_err(|source| Error::Io { context: format!("cannot create {}", dir.display()), source })?;
-    for (path, text) in &files {
+    for (path, text) in files {
         std::fs::write(path, text)
             .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })?;
         printer.status("Created", path.display());
     }
-    printer.json(&serde_json::json!({ "created": files.iter().map(|(p, _)| p).collect::<Vec<_>>() }));
     Ok(())
 }
 
@@ -107,13 +113,7 @@ pub fn github(args: &InitArgs, printer: &Printer) -> Result<(), Error> {
             hint: Some("pass --force to overwrite them; nothing was written".into()),
         });
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|source| Error::Io { context: format!("cannot create {}", dir.display()), source })?;
-    for (path, text) in &files {
-        std::fs::write(path, text)
-            .map_err(|source| Error::Io { context: format!("cannot write {}", path.display()), source })?;
-        printer.status("Created", path.display());
-    }
+    write_files(&dir, &files, printer)?;
     printer.json(&serde_json::json!({ "created": files.iter().map(|(p, _)| p).collect::<Vec<_>>(), "action": action }));
     Ok(())
 }
