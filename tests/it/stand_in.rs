@@ -11,11 +11,37 @@ use std::time::Duration;
 
 /// One request as the handler sees it.
 #[derive(Debug)]
+#[allow(dead_code)] // headers: read by the provider emulators
 pub struct Request {
     pub method: String,
     /// Path and query, e.g. `/live/health`.
     pub path: String,
+    /// Header names in lower case, values trimmed, in the order sent.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+#[allow(dead_code)] // for the provider emulators
+impl Request {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The path without its query.
+    pub fn route(&self) -> &str {
+        self.path.split_once('?').map_or(&self.path, |(p, _)| p)
+    }
+
+    /// The value of query parameter `name`, undecoded.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        let (_, query) = self.path.split_once('?')?;
+        query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// One answer.
@@ -26,6 +52,7 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+#[allow(dead_code)] // json, with_header: for the provider emulators
 impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Self { status, headers: vec![("Content-Type".into(), content_type.into())], body: body.into() }
@@ -33,6 +60,16 @@ impl Response {
 
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Self::new(status, "text/plain", body.into().into_bytes())
+    }
+
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self::new(status, "application/json", body.to_string().into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -86,20 +123,23 @@ fn answer(mut stream: TcpStream, handler: &Handler) -> std::io::Result<()> {
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
     let mut length = 0;
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = header.split_once(':') {
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            if name == "content-length" {
+                length = value.parse().unwrap_or(0);
+            }
+            headers.push((name, value));
         }
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    let response = handler(&Request { method, path, body });
+    let response = handler(&Request { method, path, headers, body });
     let mut head =
         format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", response.status, response.body.len());
     for (name, value) in &response.headers {
