@@ -63,11 +63,14 @@ impl<'a> EnvContext<'a> {
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
         use config::TargetKind;
-        if !matches!(cfg.kind, TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static) {
+        if !matches!(
+            cfg.kind,
+            TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static | TargetKind::Kubernetes
+        ) {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some("this version deploys `local`, `ecs`, `lambda` and `static` targets".into()),
+                hint: Some("this version deploys `local`, `ecs`, `lambda`, `static` and `kubernetes` targets".into()),
             });
         }
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());

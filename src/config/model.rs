@@ -557,19 +557,47 @@ pub struct RenderTarget {
     pub image: Option<Name>,
 }
 
-/// `kind = "kubernetes"`.
+/// `kind = "kubernetes"`: a Deployment in any cluster (AKS, EKS, kind, ...), reached with
+/// the kubeconfig `kubectl` uses (`KUBECONFIG`, else `~/.kube/config`).
+///
+/// `rolling` (and `all-at-once`) update the Deployment's container image and follow its
+/// rollout; `blue-green` runs the release in a second Deployment (`DEPLOYMENT-blue` or
+/// `DEPLOYMENT-green`) and switches `service`'s selector to it.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesTarget {
+    /// kubeconfig context to use. Default: the kubeconfig's `current-context`.
     #[serde(default)]
     pub context: Option<String>,
     pub namespace: String,
+    /// The Deployment that runs the service (for blue-green: the one live before the
+    /// first blue-green deploy, and the base of the colour Deployments' names).
     pub deployment: String,
+    /// Container in the pod template that runs the release image.
     pub container: String,
+    /// Image under `[images]` deployed to the container: by default the release's version
+    /// tag in that image's ECR repository, pinned by digest (as the `ecs` kind does).
     pub image: Name,
-    /// Service whose selector is switched for blue-green.
+    /// The image reference to deploy instead of looking it up in ECR, with `{version}`
+    /// standing for the release's version tag, e.g. `myregistry.azurecr.io/api:{version}`
+    /// (or a digest reference).
+    #[serde(default)]
+    pub image_ref: Option<String>,
+    /// blue-green: the Service whose selector is switched between the colours (its
+    /// selector carries `gantry.dev/colour`).
     #[serde(default)]
     pub service: Option<String>,
+    /// URL users reach the service on (its Ingress or load balancer): `{url}` in health
+    /// checks once users are routed to the new version.
+    pub url: String,
+    /// blue-green: URL that reaches one colour's Deployment alone (e.g. a per-colour
+    /// Service behind an Ingress host), with `{colour}` (`blue`/`green`) and `{deployment}`
+    /// (the colour Deployment's name) filled in: `{url}` while the new version is gated.
+    #[serde(default)]
+    pub preview_url: Option<String>,
+    /// Time between reads of the Deployment while a rollout runs. Default: 2s.
+    #[serde(default)]
+    pub poll_interval: Option<Duration>,
 }
 
 /// CodeDeploy's Lambda deployment configurations, by name, as gantry strategies: a

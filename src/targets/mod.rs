@@ -12,6 +12,7 @@
 //! on the stable version and removes the new one, from whatever state it finds.
 
 pub mod ecs;
+pub mod kubernetes;
 pub mod lambda;
 pub mod local;
 pub mod static_site;
@@ -204,6 +205,7 @@ pub enum AnyTarget {
     Ecs(ecs::EcsTarget),
     Lambda(lambda::LambdaTarget),
     Static(static_site::StaticTarget),
+    Kubernetes(kubernetes::KubernetesTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
@@ -264,8 +266,26 @@ pub fn build(
             let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
             Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
         }
+        TargetKind::Kubernetes => {
+            let k = cfg.kubernetes.as_ref().ok_or_else(missing)?;
+            let repository = ctx
+                .config
+                .images
+                .get(&k.image)
+                .map(|i| i.repository.clone())
+                .ok_or_else(|| TargetError::new(format!("target `{name}`: unknown image `{}`", k.image)))?;
+            let settings = kubernetes::Settings {
+                environment: ctx.environment.to_string(),
+                region: ctx.env.region.as_ref().map(ToString::to_string),
+                role_arn: ctx.env.role_arn.as_ref().map(|r| r.as_str().to_owned()),
+                registry: ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
+                repository,
+                strategy: cfg.strategy.clone(),
+            };
+            Ok(AnyTarget::Kubernetes(kubernetes::KubernetesTarget::new(k, settings)))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda` and `static` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static` and `kubernetes` targets; the other kinds come with their own issues")),
     }
 }
 
@@ -275,6 +295,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
+            Self::Kubernetes(t) => t.set_progress(progress),
             Self::Lambda(_) | Self::Static(_) => {}
         }
     }
@@ -285,6 +306,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => Ok(Vec::new()),
             Self::Ecs(t) => t.plan_notes(release).await,
+            Self::Kubernetes(t) => t.plan_notes(release).await,
             Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
         }
     }
@@ -297,6 +319,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.replicas(),
             Self::Lambda(t) => t.replicas(),
             Self::Static(t) => t.replicas(),
+            Self::Kubernetes(t) => t.replicas(),
         }
     }
 
@@ -306,6 +329,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.public_url(),
             Self::Lambda(t) => t.public_url(),
             Self::Static(t) => t.public_url(),
+            Self::Kubernetes(t) => t.public_url(),
         }
     }
 
@@ -315,6 +339,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.step_detail(step),
             Self::Lambda(t) => t.step_detail(step),
             Self::Static(t) => t.step_detail(step),
+            Self::Kubernetes(t) => t.step_detail(step),
         }
     }
 
@@ -324,6 +349,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.observe().await,
             Self::Lambda(t) => t.observe().await,
             Self::Static(t) => t.observe().await,
+            Self::Kubernetes(t) => t.observe().await,
         }
     }
 
@@ -333,6 +359,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.start_new(release, replicas).await,
             Self::Lambda(t) => t.start_new(release, replicas).await,
             Self::Static(t) => t.start_new(release, replicas).await,
+            Self::Kubernetes(t) => t.start_new(release, replicas).await,
         }
     }
 
@@ -342,6 +369,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.shift(percent).await,
             Self::Lambda(t) => t.shift(percent).await,
             Self::Static(t) => t.shift(percent).await,
+            Self::Kubernetes(t) => t.shift(percent).await,
         }
     }
 
@@ -351,6 +379,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.replace(old).await,
             Self::Lambda(t) => t.replace(old).await,
             Self::Static(t) => t.replace(old).await,
+            Self::Kubernetes(t) => t.replace(old).await,
         }
     }
 
@@ -360,6 +389,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.retire_old().await,
             Self::Lambda(t) => t.retire_old().await,
             Self::Static(t) => t.retire_old().await,
+            Self::Kubernetes(t) => t.retire_old().await,
         }
     }
 
@@ -369,6 +399,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.rollback().await,
             Self::Lambda(t) => t.rollback().await,
             Self::Static(t) => t.rollback().await,
+            Self::Kubernetes(t) => t.rollback().await,
         }
     }
 
@@ -378,6 +409,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.alarms().await,
             Self::Lambda(t) => t.alarms().await,
             Self::Static(t) => t.alarms().await,
+            Self::Kubernetes(t) => t.alarms().await,
         }
     }
 
@@ -387,6 +419,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.preflight(release).await,
             Self::Lambda(t) => t.preflight(release).await,
             Self::Static(t) => t.preflight(release).await,
+            Self::Kubernetes(t) => t.preflight(release).await,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! are relative to the target.
 
 use super::{Issue, unknown_name_hint};
-use crate::config::model::{Config, EcsTarget, HealthCheck, StrategyConfig, StrategyKind, Target, TargetKind};
+use crate::config::model::{
+    Config, EcsTarget, HealthCheck, KubernetesTarget, StrategyConfig, StrategyKind, Target, TargetKind,
+};
 use crate::config::tree::KeyPath;
 use crate::config::values::Name;
 
@@ -18,6 +20,9 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
     check_serverless(t)?;
+    if let Some(k8s) = &t.kubernetes {
+        check_kubernetes(k8s, t.strategy.kind)?;
+    }
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
     }
@@ -282,6 +287,47 @@ fn check_ecs(ecs: &EcsTarget, kind: StrategyKind) -> Result<(), Issue> {
     Ok(())
 }
 
+/// Kubernetes: rolling (and all-at-once) update the Deployment in place; blue-green needs
+/// the Service to switch and a preview URL that tells the colours apart. No traffic split.
+fn check_kubernetes(k8s: &KubernetesTarget, kind: StrategyKind) -> Result<(), Issue> {
+    let at = KeyPath::new().key("kubernetes");
+    if matches!(kind, StrategyKind::Canary | StrategyKind::Linear) {
+        return Err(Issue::new(
+            KeyPath::new().key("strategy").key("type"),
+            format!("a kubernetes target cannot take a `{}` strategy", strategy_name(kind)),
+        )
+        .hint("a Service splits traffic by pod count, not by weight: use `rolling` (the Deployment's own rollout) or `blue-green` (a second Deployment and a selector switch)"));
+    }
+    if kind == StrategyKind::BlueGreen {
+        if k8s.service.is_none() {
+            return Err(Issue::new(at.clone(), "a blue-green kubernetes target needs `service`")
+                .hint("name the Service whose selector gantry switches between the colours, e.g. `service = \"api\"`"));
+        }
+        match &k8s.preview_url {
+            None => {
+                return Err(Issue::new(at.clone(), "a blue-green kubernetes target needs `preview_url`").hint(
+                    "a URL that reaches one colour alone, e.g. `preview_url = \"https://{colour}.api.example.com\"` \
+                     served by a per-colour Service and Ingress",
+                ));
+            }
+            Some(url) if !url.contains("{colour}") && !url.contains("{deployment}") => {
+                return Err(Issue::new(at.key("preview_url"), "`preview_url` names neither `{colour}` nor `{deployment}`")
+                    .hint("the preview must reach the new colour alone: put `{colour}` or `{deployment}` in it"));
+            }
+            Some(_) => {}
+        }
+    }
+    if k8s.image_ref.as_ref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(Issue::new(at.key("image_ref"), "`image_ref` is empty")
+            .hint("e.g. `image_ref = \"myregistry.azurecr.io/api:{version}\"`, or leave it out to use ECR"));
+    }
+    if k8s.poll_interval.is_some_and(|d| d.get().is_zero()) {
+        return Err(Issue::new(at.key("poll_interval"), "`poll_interval` must be longer than 0s")
+            .hint("write e.g. `poll_interval = \"2s\"`"));
+    }
+    Ok(())
+}
+
 fn check_health(check: &HealthCheck) -> Result<(), Issue> {
     let at = KeyPath::new();
     for (key, value) in
@@ -423,6 +469,27 @@ mod tests {
         assert_eq!(path(with(", desired_count = 0", "{ type = 'rolling', batch = 1 }")), "ecs.desired_count");
         assert_eq!(path(with(", run_before = []", "{ type = 'rolling', batch = 1 }")), "ecs.run_before");
         assert_eq!(path(with(", green_service = 's'", "{ type = 'rolling', batch = 1 }")), "ecs.green_service");
+    }
+
+    #[test]
+    fn kubernetes_rolls_or_switches_a_selector() {
+        let with = |k8s: &str, strategy: &str| {
+            check(&format!(
+                "kind = 'kubernetes'\nkubernetes = {{ namespace = 'n', deployment = 'd', container = 'c', image = 'img', \
+                 url = 'http://u'{k8s} }}\nstrategy = {strategy}\n"
+            ))
+        };
+        assert_eq!(with("", "{ type = 'rolling', batch = 1 }"), Ok(()));
+        assert_eq!(path(with("", "{ type = 'canary', steps = [10, 100] }")), "strategy.type");
+        assert_eq!(path(with("", "{ type = 'blue-green' }")), "kubernetes");
+        assert_eq!(path(with(", service = 's'", "{ type = 'blue-green' }")), "kubernetes");
+        assert_eq!(
+            path(with(", service = 's', preview_url = 'http://p'", "{ type = 'blue-green' }")),
+            "kubernetes.preview_url"
+        );
+        assert_eq!(with(", service = 's', preview_url = 'http://{colour}.p'", "{ type = 'blue-green' }"), Ok(()));
+        assert_eq!(path(with(", image_ref = ' '", "{ type = 'rolling', batch = 1 }")), "kubernetes.image_ref");
+        assert_eq!(path(with(", poll_interval = '0s'", "{ type = 'rolling', batch = 1 }")), "kubernetes.poll_interval");
     }
 
     #[test]
