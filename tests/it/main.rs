@@ -11,6 +11,7 @@ mod github;
 mod github_api;
 mod image;
 mod install;
+mod kube_api;
 mod lambda;
 mod local;
 mod oidc;
