@@ -300,8 +300,9 @@ fn check_kubernetes(k8s: &KubernetesTarget, kind: StrategyKind) -> Result<(), Is
     }
     if kind == StrategyKind::BlueGreen {
         if k8s.service.is_none() {
-            return Err(Issue::new(at.clone(), "a blue-green kubernetes target needs `service`")
-                .hint("name the Service whose selector gantry switches between the colours, e.g. `service = \"api\"`"));
+            return Err(Issue::new(at.clone(), "a blue-green kubernetes target needs `service`").hint(
+                "name the Service whose selector gantry switches between the colours, e.g. `service = \"api\"`",
+            ));
         }
         match &k8s.preview_url {
             None => {
@@ -311,8 +312,11 @@ fn check_kubernetes(k8s: &KubernetesTarget, kind: StrategyKind) -> Result<(), Is
                 ));
             }
             Some(url) if !url.contains("{colour}") && !url.contains("{deployment}") => {
-                return Err(Issue::new(at.key("preview_url"), "`preview_url` names neither `{colour}` nor `{deployment}`")
-                    .hint("the preview must reach the new colour alone: put `{colour}` or `{deployment}` in it"));
+                return Err(Issue::new(
+                    at.key("preview_url"),
+                    "`preview_url` names neither `{colour}` nor `{deployment}`",
+                )
+                .hint("the preview must reach the new colour alone: put `{colour}` or `{deployment}` in it"));
             }
             Some(_) => {}
         }

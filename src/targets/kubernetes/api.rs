@@ -44,7 +44,9 @@ impl Cluster {
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| {
             let which = context.map_or_else(|| "its current context".to_owned(), |c| format!("context `{c}`"));
             TargetError::new(format!("cannot use the kubeconfig's {which}"))
-                .with_hint("`kubectl config get-contexts` lists the contexts; set `context` in the target to one of them")
+                .with_hint(
+                    "`kubectl config get-contexts` lists the contexts; set `context` in the target to one of them",
+                )
                 .with_source(e)
         })?;
         config.connect_timeout = Some(Duration::from_secs(10));
@@ -74,7 +76,8 @@ impl Cluster {
                 self.namespace, self.kubectl
             ),
             kube::Error::Api(s) if s.code == 401 => {
-                "the cluster refused the kubeconfig's credentials: refresh them (on AKS: `az aks get-credentials`)".into()
+                "the cluster refused the kubeconfig's credentials: refresh them (on AKS: `az aks get-credentials`)"
+                    .into()
             }
             kube::Error::Api(s) if s.code == 403 => format!(
                 "the kubeconfig's user lacks RBAC permission: `{} auth can-i patch deployments` tells",
@@ -114,8 +117,7 @@ impl Cluster {
 
     pub async fn deployment(&self, name: &str) -> Result<Option<Deployment>, TargetError> {
         let api = self.deployments();
-        self.retry(|| format!("read Deployment `{name}` in namespace `{}`", self.namespace), || api.get_opt(name))
-            .await
+        self.retry(|| format!("read Deployment `{name}` in namespace `{}`", self.namespace), || api.get_opt(name)).await
     }
 
     /// The Deployment, or an error that says where gantry looked.
@@ -181,15 +183,17 @@ impl Cluster {
             .unwrap_or_default();
         let api = self.replica_set_api();
         let params = ListParams::default().labels(&selector);
-        let list = self
-            .retry(|| format!("list the ReplicaSets of Deployment `{name}`"), || api.list(&params))
-            .await?;
+        let list = self.retry(|| format!("list the ReplicaSets of Deployment `{name}`"), || api.list(&params)).await?;
         let uid = d.metadata.uid.clone();
         Ok(list
             .items
             .into_iter()
             .filter(|rs| {
-                rs.metadata.owner_references.iter().flatten().any(|o| o.kind == "Deployment" && Some(&o.uid) == uid.as_ref())
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Deployment" && Some(&o.uid) == uid.as_ref())
             })
             .collect())
     }
@@ -200,9 +204,8 @@ impl Cluster {
             .retry(|| format!("read Service `{name}` in namespace `{}`", self.namespace), || api.get_opt(name))
             .await?;
         found.ok_or_else(|| {
-            TargetError::new(format!("Service `{name}` not found in namespace `{}`", self.namespace)).with_hint(
-                format!("check `service` and `namespace` in the target: `{} get services`", self.kubectl),
-            )
+            TargetError::new(format!("Service `{name}` not found in namespace `{}`", self.namespace))
+                .with_hint(format!("check `service` and `namespace` in the target: `{} get services`", self.kubectl))
         })
     }
 

@@ -158,7 +158,10 @@ impl KubernetesTarget {
                     k8s.create(&d).await?;
                 }
             }
-            self.note(format!("deployment `{name}` ({colour}) runs {image}; Service `{}` still selects {stable_colour}", self.service_name()));
+            self.note(format!(
+                "deployment `{name}` ({colour}) runs {image}; Service `{}` still selects {stable_colour}",
+                self.service_name()
+            ));
         }
         self.k8s().follow(&name, &|line: String| self.note(line)).await?;
         Ok(self.preview(colour))
@@ -170,7 +173,8 @@ impl KubernetesTarget {
         spec.replicas = Some(spec.replicas.unwrap_or(1).max(1));
         spec.selector.match_labels.get_or_insert_with(Default::default).insert(COLOUR_LABEL.into(), colour.into());
         spec.template = self.release_template(&spec.template, release, image);
-        let labels = spec.template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
+        let labels =
+            spec.template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
         labels.insert(COLOUR_LABEL.into(), colour.into());
         labels.remove(HASH_LABEL);
         let mut d = Deployment::default();
@@ -198,8 +202,10 @@ impl KubernetesTarget {
     pub(super) async fn switch_to_new(&mut self) -> Result<(), TargetError> {
         let sides = self.sides().await?;
         let Some(new) = &sides.new else {
-            return Err(TargetError::new("no new colour Deployment to switch to (none is annotated gantry.dev/role=new)")
-                .with_hint("the deployment's start-new did not run or was undone: deploy again"));
+            return Err(TargetError::new(
+                "no new colour Deployment to switch to (none is annotated gantry.dev/role=new)",
+            )
+            .with_hint("the deployment's start-new did not run or was undone: deploy again"));
         };
         let colour = colour(new).unwrap_or_default().to_owned();
         if sides.selected != colour {

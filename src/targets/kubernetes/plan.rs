@@ -43,7 +43,8 @@ impl KubernetesTarget {
                     spec.progress_deadline_seconds.unwrap_or(600)
                 ));
                 let sets = k8s.replica_sets(&d).await?;
-                let noted = annotation(&d, PREVIOUS_HASH_ANNOTATION).filter(|_| annotation(&d, DEPLOYING_ANNOTATION).is_some());
+                let noted =
+                    annotation(&d, PREVIOUS_HASH_ANNOTATION).filter(|_| annotation(&d, DEPLOYING_ANNOTATION).is_some());
                 let back = match noted {
                     Some(_) => previous(&sets, noted),
                     None => current(&sets),

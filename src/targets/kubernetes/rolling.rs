@@ -82,7 +82,10 @@ impl KubernetesTarget {
         let sets = k8s.replica_sets(&d).await?;
         let previous = previous(&sets, annotation(&d, PREVIOUS_HASH_ANNOTATION));
         let stable = previous.and_then(|rs| {
-            live_version(rs.spec.as_ref().and_then(|s| s.template.as_ref()), rs.status.as_ref().map_or(0, |s| s.available_replicas.unwrap_or(0)))
+            live_version(
+                rs.spec.as_ref().and_then(|s| s.template.as_ref()),
+                rs.status.as_ref().map_or(0, |s| s.available_replicas.unwrap_or(0)),
+            )
         });
         // Undone (the template is the previous one again): nothing new runs.
         let undone = previous.is_some_and(|p| current(&sets).is_some_and(|c| hash(c) == hash(p)));
@@ -152,7 +155,8 @@ impl KubernetesTarget {
 
     /// Drops gantry's rollout annotations from the Deployment.
     async fn forget(&self) -> Result<(), TargetError> {
-        let patch = json!({ "metadata": { "annotations": { DEPLOYING_ANNOTATION: null, PREVIOUS_HASH_ANNOTATION: null } } });
+        let patch =
+            json!({ "metadata": { "annotations": { DEPLOYING_ANNOTATION: null, PREVIOUS_HASH_ANNOTATION: null } } });
         self.k8s().patch(&self.cfg.deployment, &Patch::Merge(patch)).await.map(drop)
     }
 

@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use model::{ImageBehaviour, State};
 use model::{ApiError, merge_patch, resource, strategic_merge_patch};
+pub use model::{ImageBehaviour, State};
 
 use crate::stand_in::{self, Request, Response, Server};
 
@@ -143,7 +143,11 @@ fn handle(state: &mut State, req: &Request) -> Result<(u16, Value), ApiError> {
         }
         ["api", "v1", "namespaces", ns, "services", rest @ ..] => ("services", *ns, rest.first().copied()),
         _ => {
-            return Err(ApiError { code: 404, reason: "NotFound", message: "the server could not find the requested resource".into() });
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: "the server could not find the requested resource".into(),
+            });
         }
     };
     let typed = |mut v: Value| {
@@ -176,40 +180,62 @@ fn handle(state: &mut State, req: &Request) -> Result<(u16, Value), ApiError> {
                 "replicasets" => "ReplicaSetList",
                 _ => "ServiceList",
             };
-            Ok((200, json!({
-                "apiVersion": if kind == "services" { "v1" } else { "apps/v1" },
-                "kind": list_kind,
-                "metadata": { "resourceVersion": "1" },
-                "items": items,
-            })))
+            Ok((
+                200,
+                json!({
+                    "apiVersion": if kind == "services" { "v1" } else { "apps/v1" },
+                    "kind": list_kind,
+                    "metadata": { "resourceVersion": "1" },
+                    "items": items,
+                }),
+            ))
         }
-        ("GET", Some(name)) => {
-            state.get(kind, ns, name).cloned().map(|o| (200, typed(o))).ok_or_else(|| ApiError::not_found(resource(kind), name))
-        }
+        ("GET", Some(name)) => state
+            .get(kind, ns, name)
+            .cloned()
+            .map(|o| (200, typed(o)))
+            .ok_or_else(|| ApiError::not_found(resource(kind), name)),
         ("POST", None) if writable => {
             let obj = req.json();
             if obj["metadata"]["namespace"].as_str().is_some_and(|n| n != ns) {
-                return Err(ApiError { code: 400, reason: "BadRequest", message: "the namespace of the provided object does not match the namespace sent on the request".into() });
+                return Err(ApiError {
+                    code: 400,
+                    reason: "BadRequest",
+                    message: "the namespace of the provided object does not match the namespace sent on the request"
+                        .into(),
+                });
             }
             state.create(kind, ns, obj).map(|o| (201, typed(o)))
         }
         ("PUT", Some(name)) if writable => {
             let obj = req.json();
             if obj["metadata"]["name"] != name {
-                return Err(ApiError { code: 400, reason: "BadRequest", message: "the name of the object does not match the name on the URL".into() });
+                return Err(ApiError {
+                    code: 400,
+                    reason: "BadRequest",
+                    message: "the name of the object does not match the name on the URL".into(),
+                });
             }
             state.update(kind, ns, name, obj).map(|o| (200, typed(o)))
         }
         ("PATCH", Some(name)) if writable => {
-            let mut obj = state.get(kind, ns, name).cloned().ok_or_else(|| ApiError::not_found(resource(kind), name))?;
+            let mut obj =
+                state.get(kind, ns, name).cloned().ok_or_else(|| ApiError::not_found(resource(kind), name))?;
             let patch = req.json();
             match req.header("content-type").unwrap_or_default() {
                 "application/strategic-merge-patch+json" => strategic_merge_patch(&mut obj, &patch),
                 "application/merge-patch+json" => merge_patch(&mut obj, &patch),
-                "application/json-patch+json" => json_patch(&mut obj, &patch)
-                    .map_err(|m| ApiError { code: 422, reason: "Invalid", message: m })?,
+                "application/json-patch+json" => {
+                    json_patch(&mut obj, &patch).map_err(|m| ApiError { code: 422, reason: "Invalid", message: m })?
+                }
                 other => {
-                    return Err(ApiError { code: 415, reason: "UnsupportedMediaType", message: format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})") });
+                    return Err(ApiError {
+                        code: 415,
+                        reason: "UnsupportedMediaType",
+                        message: format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                        ),
+                    });
                 }
             }
             // A patch carries no precondition unless it names a resourceVersion itself.
@@ -220,12 +246,23 @@ fn handle(state: &mut State, req: &Request) -> Result<(u16, Value), ApiError> {
         }
         ("DELETE", Some(name)) if writable => {
             let gone = state.delete(kind, ns, name)?;
-            Ok((200, json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": { "name": name, "group": if kind == "services" { "" } else { "apps" }, "kind": kind, "uid": gone["metadata"]["uid"] },
-            })))
+            Ok((
+                200,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": { "name": name, "group": if kind == "services" { "" } else { "apps" }, "kind": kind, "uid": gone["metadata"]["uid"] },
+                }),
+            ))
         }
-        _ => Err(ApiError { code: 405, reason: "MethodNotAllowed", message: format!("the server does not allow this method on the requested resource ({} {})", req.method, req.route()) }),
+        _ => Err(ApiError {
+            code: 405,
+            reason: "MethodNotAllowed",
+            message: format!(
+                "the server does not allow this method on the requested resource ({} {})",
+                req.method,
+                req.route()
+            ),
+        }),
     }
 }
 
@@ -256,7 +293,9 @@ fn discovery(route: &str) -> Option<Value> {
             "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
             "resources": [resource("deployments", "Deployment", &["deploy"]), resource("replicasets", "ReplicaSet", &["rs"])],
         }),
-        "/version" => json!({ "major": "1", "minor": "33", "gitVersion": "v1.33.0-gantry-emulator", "platform": "linux/amd64" }),
+        "/version" => {
+            json!({ "major": "1", "minor": "33", "gitVersion": "v1.33.0-gantry-emulator", "platform": "linux/amd64" })
+        }
         _ => return None,
     })
 }
@@ -392,7 +431,10 @@ impl Ingress {
             }
             let pod = &pods[next.fetch_add(1, Ordering::SeqCst) % pods.len()];
             let Some(app) = apps.get(&pod.image) else {
-                return Response::text(502, format!("pod {} runs an image no test app serves: {}", pod.name, pod.image));
+                return Response::text(
+                    502,
+                    format!("pod {} runs an image no test app serves: {}", pod.name, pod.image),
+                );
             };
             let (status, body) = stand_in::get(&format!("{app}{rest}"));
             Response::new(status, "application/json", body.into_bytes()).with_header("X-Pod", &pod.name)

@@ -146,7 +146,9 @@ impl State {
             return Err(ApiError::not_found(resource(kind), name));
         };
         match obj["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if rv != old["metadata"]["resourceVersion"] => return Err(ApiError::conflict(resource(kind), name)),
+            Some(rv) if rv != old["metadata"]["resourceVersion"] => {
+                return Err(ApiError::conflict(resource(kind), name));
+            }
             _ => {}
         }
         if kind == "deployments" {
@@ -203,19 +205,28 @@ impl State {
     }
 
     fn is_ready(&self, pod: &Pod) -> bool {
-        let behaviour = self.images.get(&pod.image).copied().unwrap_or(ImageBehaviour { ready_after: Some(Duration::ZERO) });
+        let behaviour =
+            self.images.get(&pod.image).copied().unwrap_or(ImageBehaviour { ready_after: Some(Duration::ZERO) });
         behaviour.ready_after.is_some_and(|d| pod.started.elapsed() >= d)
     }
 
     /// One pass of the Deployment and ReplicaSet controllers over every Deployment.
     pub fn tick(&mut self) {
-        let deployments: Vec<_> =
-            self.objects.keys().filter(|(k, _, _)| k == "deployments").map(|(_, n, name)| (n.clone(), name.clone())).collect();
+        let deployments: Vec<_> = self
+            .objects
+            .keys()
+            .filter(|(k, _, _)| k == "deployments")
+            .map(|(_, n, name)| (n.clone(), name.clone()))
+            .collect();
         for (ns, name) in deployments {
             self.sync_deployment(&ns, &name);
         }
-        let sets: Vec<_> =
-            self.objects.keys().filter(|(k, _, _)| k == "replicasets").map(|(_, n, name)| (n.clone(), name.clone())).collect();
+        let sets: Vec<_> = self
+            .objects
+            .keys()
+            .filter(|(k, _, _)| k == "replicasets")
+            .map(|(_, n, name)| (n.clone(), name.clone()))
+            .collect();
         for (ns, name) in sets {
             self.sync_replica_set(&ns, &name);
         }
@@ -264,7 +275,8 @@ impl State {
             }
             Some(i) if revision(&sets[i]) < max_revision => {
                 let rs_name = sets[i]["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                sets[i]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!((max_revision + 1).to_string());
+                sets[i]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                    json!((max_revision + 1).to_string());
                 sets[i] = self.update("replicasets", ns, &rs_name, sets[i].clone()).expect("stored");
                 reason = Some(("FoundNewReplicaSet", format!("Found new replica set \"{rs_name}\"")));
             }
@@ -282,12 +294,22 @@ impl State {
             s.pods.iter().filter(|p| p.namespace == ns && p.owner == rs_name && s.is_ready(p)).count() as i64
         };
         let replicas = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
-        let mut scale: BTreeMap<String, i64> =
-            sets.iter().map(|rs| (rs["metadata"]["name"].as_str().unwrap_or_default().to_owned(), replicas(rs))).collect();
+        let mut scale: BTreeMap<String, i64> = sets
+            .iter()
+            .map(|rs| (rs["metadata"]["name"].as_str().unwrap_or_default().to_owned(), replicas(rs)))
+            .collect();
         let new_now = scale.get(&new_name).copied().unwrap_or(0);
         if strategy["type"] == "Recreate" {
             let old_running: i64 = scale.iter().filter(|(n, _)| **n != new_name).map(|(_, r)| *r).sum::<i64>()
-                + self.pods.iter().filter(|p| p.namespace == ns && p.owner != new_name && sets.iter().any(|rs| rs["metadata"]["name"] == p.owner.as_str())).count() as i64;
+                + self
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        p.namespace == ns
+                            && p.owner != new_name
+                            && sets.iter().any(|rs| rs["metadata"]["name"] == p.owner.as_str())
+                    })
+                    .count() as i64;
             for (n, r) in scale.iter_mut() {
                 if *n != new_name {
                     *r = 0;
@@ -426,15 +448,27 @@ impl State {
     fn sync_replica_set(&mut self, ns: &str, name: &str) {
         let Some(mut rs) = self.get("replicasets", ns, name).cloned() else { return };
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(0) as usize;
-        let mut have: Vec<usize> =
-            self.pods.iter().enumerate().filter(|(_, p)| p.namespace == ns && p.owner == name).map(|(i, _)| i).collect();
+        let mut have: Vec<usize> = self
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.namespace == ns && p.owner == name)
+            .map(|(i, _)| i)
+            .collect();
         while have.len() > want {
             let victim = have.iter().copied().find(|&i| !self.is_ready(&self.pods[i])).unwrap_or(have[have.len() - 1]);
             self.pods.remove(victim);
-            have = self.pods.iter().enumerate().filter(|(_, p)| p.namespace == ns && p.owner == name).map(|(i, _)| i).collect();
+            have = self
+                .pods
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.namespace == ns && p.owner == name)
+                .map(|(i, _)| i)
+                .collect();
         }
         let template = &rs["spec"]["template"];
-        let labels: BTreeMap<String, String> = serde_json::from_value(template["metadata"]["labels"].clone()).unwrap_or_default();
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(template["metadata"]["labels"].clone()).unwrap_or_default();
         let image = template["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_owned();
         let mut count = have.len();
         while count < want {
@@ -476,7 +510,10 @@ fn owned_by(obj: &Value, uid: &Value) -> bool {
 }
 
 fn revision(rs: &Value) -> i64 {
-    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0)
+    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The API server's defaults for a Deployment (apps/v1 reference: replicas 1,

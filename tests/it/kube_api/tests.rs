@@ -260,9 +260,9 @@ fn kubernetes_blue_green_bake_failure_switches_back() {
         move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while std::time::Instant::now() < deadline {
-                let colour = state.lock().unwrap().get("services", NS, "api").unwrap()["spec"]["selector"]
-                    ["gantry.dev/colour"]
-                    .clone();
+                let colour =
+                    state.lock().unwrap().get("services", NS, "api").unwrap()["spec"]["selector"]["gantry.dev/colour"]
+                        .clone();
                 if colour == "blue" {
                     healthy.store(false, std::sync::atomic::Ordering::SeqCst);
                     return;
@@ -281,8 +281,7 @@ fn kubernetes_blue_green_bake_failure_switches_back() {
     assert_eq!(f.image_of("api-green"), image("1.0.0"));
     assert_eq!(f.served(), vec!["1.0.0"]);
     let log = f.cluster.log();
-    let switches: Vec<_> =
-        log.iter().filter(|l| l.starts_with("PATCH /api/v1/namespaces/shop/services/api")).collect();
+    let switches: Vec<_> = log.iter().filter(|l| l.starts_with("PATCH /api/v1/namespaces/shop/services/api")).collect();
     assert_eq!(switches.len(), 3, "green, blue, back to green: {log:?}");
 }
 
@@ -392,7 +391,8 @@ fn kubernetes_emulator_speaks_the_api_servers_wire_format() {
             let get = kubectl(&["get", "deployment", "api", "-o", "json"]).unwrap();
             let d: Value = serde_json::from_slice(&get.stdout).unwrap();
             assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
-            let progressing = d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap();
+            let progressing =
+                d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap();
             assert_eq!(progressing["reason"], "NewReplicaSetAvailable");
             let undo = kubectl(&["rollout", "undo", "deployment/api"]).unwrap();
             assert!(undo.status.success(), "{}", String::from_utf8_lossy(&undo.stderr));
@@ -406,7 +406,11 @@ fn kubernetes_emulator_speaks_the_api_servers_wire_format() {
         }
         _ => {
             let curl = |args: &[&str]| {
-                let out = std::process::Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).args(args).output().unwrap();
+                let out = std::process::Command::new("curl")
+                    .args(["-s", "-w", "\n%{http_code}"])
+                    .args(args)
+                    .output()
+                    .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout).into_owned();
                 let (body, code) = text.rsplit_once('\n').unwrap();
                 (code.to_owned(), serde_json::from_str::<Value>(body).unwrap_or(Value::Null))
@@ -415,14 +419,29 @@ fn kubernetes_emulator_speaks_the_api_servers_wire_format() {
             let (code, d) = curl(&[&url]);
             assert_eq!((code.as_str(), d["kind"].clone()), ("200", json!("Deployment")));
             let rv = d["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
-            let patch = format!("{{\"spec\":{{\"template\":{{\"spec\":{{\"containers\":[{{\"name\":\"api\",\"image\":\"{}\"}}]}}}}}}}}", image("1.0.0"));
-            let (code, d) = curl(&["-X", "PATCH", "-H", "Content-Type: application/strategic-merge-patch+json", "-d", &patch, &url]);
+            let patch = format!(
+                "{{\"spec\":{{\"template\":{{\"spec\":{{\"containers\":[{{\"name\":\"api\",\"image\":\"{}\"}}]}}}}}}}}",
+                image("1.0.0")
+            );
+            let (code, d) = curl(&[
+                "-X",
+                "PATCH",
+                "-H",
+                "Content-Type: application/strategic-merge-patch+json",
+                "-d",
+                &patch,
+                &url,
+            ]);
             assert_eq!(code, "200");
             assert_eq!(d["spec"]["template"]["spec"]["containers"][1]["name"], "proxy");
             let mut stale = d.clone();
             stale["metadata"]["resourceVersion"] = json!(rv);
-            let (code, status) = curl(&["-X", "PUT", "-H", "Content-Type: application/json", "-d", &stale.to_string(), &url]);
-            assert_eq!((code.as_str(), status["reason"].clone(), status["kind"].clone()), ("409", json!("Conflict"), json!("Status")));
+            let (code, status) =
+                curl(&["-X", "PUT", "-H", "Content-Type: application/json", "-d", &stale.to_string(), &url]);
+            assert_eq!(
+                (code.as_str(), status["reason"].clone(), status["kind"].clone()),
+                ("409", json!("Conflict"), json!("Status"))
+            );
             let (code, status) = curl(&[&format!("{url}x")]);
             assert_eq!((code.as_str(), status["reason"].clone()), ("404", json!("NotFound")));
         }
