@@ -398,6 +398,8 @@ impl App {
 /// pod's image's app. 503 when no pod is ready.
 pub struct Ingress {
     pub server: Server,
+    /// Image → the URL of the app its pods run.
+    pub apps: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Ingress {
@@ -405,6 +407,8 @@ impl Ingress {
         let state = Arc::clone(&cluster.state);
         let (ns, service) = (ns.to_owned(), service.to_owned());
         let next = Arc::new(AtomicUsize::new(0));
+        let apps = Arc::new(Mutex::new(apps));
+        let known = Arc::clone(&apps);
         let server = stand_in::serve(Arc::new(move |req: &Request| {
             let path = req.route();
             let (mut selector, rest) = {
@@ -430,7 +434,7 @@ impl Ingress {
                 return Response::text(503, "no ready endpoints");
             }
             let pod = &pods[next.fetch_add(1, Ordering::SeqCst) % pods.len()];
-            let Some(app) = apps.get(&pod.image) else {
+            let Some(app) = known.lock().unwrap().get(&pod.image).cloned() else {
                 return Response::text(
                     502,
                     format!("pod {} runs an image no test app serves: {}", pod.name, pod.image),
@@ -439,6 +443,6 @@ impl Ingress {
             let (status, body) = stand_in::get(&format!("{app}{rest}"));
             Response::new(status, "application/json", body.into_bytes()).with_header("X-Pod", &pod.name)
         }));
-        Self { server }
+        Self { server, apps }
     }
 }

@@ -447,3 +447,61 @@ fn kubernetes_emulator_speaks_the_api_servers_wire_format() {
         }
     }
 }
+
+/// Without `image_ref`, the release's image is the version tag's digest in ECR (moto), as
+/// the `ecs` kind pins it; a version not pushed stops the deploy before anything moves.
+#[test]
+fn kubernetes_pins_the_image_by_digest_from_ecr() {
+    let repo = crate::services::unique("kube-api");
+    crate::stand_in::aws(&["ecr", "create-repository", "--repository-name", &repo]);
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "size": 5,
+                    "digest": format!("sha256:{}", "1".repeat(64)) },
+        // moto derives the digest from the layers.
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1,
+                     "digest": format!("sha256:{}", "f1".repeat(32)) }],
+    });
+    let put = crate::stand_in::aws(&[
+        "ecr",
+        "put-image",
+        "--repository-name",
+        &repo,
+        "--image-tag",
+        "1.0.0",
+        "--image-manifest",
+        &manifest.to_string(),
+    ]);
+    let digest = put["image"]["imageId"]["imageDigest"].as_str().unwrap().to_owned();
+    let f = Fixture::new("{ type = \"rolling\", batch = 1 }", false, 600);
+    let pinned = format!("registry.example/{repo}@{digest}");
+    f.ingress.apps.lock().unwrap().insert(pinned.clone(), f.apps[&image("1.0.0")].server.url());
+    let toml = std::fs::read_to_string(f.dir.path().join("gantry.toml")).unwrap();
+    let toml = toml
+        .replace(&format!("image_ref = \"{REGISTRY}:{{version}}\"\n"), "")
+        .replace("repository = \"api\"", &format!("repository = \"{repo}\""))
+        .replace(
+            "[environments.dev]\n",
+            "[environments.dev]\nregion = \"us-east-1\"\nregistry = \"registry.example\"\n",
+        );
+    write_tree(f.dir.path(), &[("gantry.toml", &toml)]);
+    let env = crate::services::aws_env(crate::services::services());
+    let run = |args: &[&str]| {
+        gantry(f.dir.path())
+            .env("KUBECONFIG", f.dir.path().join("kubeconfig"))
+            .env("HOME", f.dir.path())
+            .envs(env.clone())
+            .args(args)
+            .assert()
+    };
+    run(&["package", "-q", "--version", "1.0.0"]).success();
+    run(&["--env", "dev", "deploy", "--version", "1.0.0"]).success();
+    assert_eq!(f.image_of("api"), pinned);
+    assert_eq!(f.served(), vec!["1.0.0"]);
+
+    run(&["package", "-q", "--version", "2.0.0"]).success();
+    let err = stderr(&run(&["--env", "dev", "deploy", "--version", "2.0.0"]).code(1));
+    assert!(err.contains(&format!("tag `2.0.0` is not in ECR repository `{repo}`")), "{err}");
+    assert!(err.contains("gantry image push"), "{err}");
+    assert_eq!(f.image_of("api"), pinned, "nothing moved");
+}
