@@ -28,12 +28,12 @@ fi
 
 # The demo deploys to the local target only, so it builds gantry without the `cloud` feature
 # (no AWS SDKs, no octocrab, no TLS): about a third of the full build on a fresh machine. It
-# builds into its own folder so it never replaces the full build in target/debug.
-step "build gantry (debug, local targets only: --no-default-features)"
-demo_target="${CARGO_TARGET_DIR:-$repo/target}/demo"
+# builds with its own profile (Cargo.toml's [profile.demo]), into target/demo, so it never
+# replaces the full build in target/debug.
+step "build gantry (local targets only: --no-default-features --profile demo)"
 build_started=$(date +%s.%N)
-cargo build --locked --quiet --no-default-features --target-dir "$demo_target"
-gantry="$demo_target/debug/gantry"
+cargo build --locked --quiet --no-default-features --profile demo
+gantry="${CARGO_TARGET_DIR:-$repo/target}/demo/gantry"
 ok "built in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$build_started" "$(date +%s.%N)") s"
 
 work=$(mktemp -d)
