@@ -24,6 +24,8 @@ pub(crate) struct EnvContext<'a> {
     pub store: Store,
     /// The approval the production gate verified (kept in each ledger record).
     pub approval: Option<serde_json::Value>,
+    /// The ledger as read when the command started (targets that identify releases by it).
+    pub ledger: Vec<Deployment>,
 }
 
 impl<'a> EnvContext<'a> {
@@ -58,16 +60,22 @@ impl<'a> EnvContext<'a> {
             });
         }
         let store = open_store(loaded, name, environment).await?;
-        Ok(Self { loaded, name, targets, store, approval: None })
+        // Only kinds that read it need the ledger here; the commands read it again as they go.
+        let needs_ledger = targets.iter().any(|(_, t)| t.kind == config::TargetKind::Render);
+        let ledger = if needs_ledger { store.list().await.map_err(DeployError::from)? } else { Vec::new() };
+        Ok(Self { loaded, name, targets, store, approval: None, ledger })
     }
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
         use config::TargetKind;
-        if !matches!(cfg.kind, TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static) {
+        if !matches!(
+            cfg.kind,
+            TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static | TargetKind::Render
+        ) {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some("this version deploys `local`, `ecs`, `lambda` and `static` targets".into()),
+                hint: Some("this version deploys `local`, `ecs`, `lambda`, `static` and `render` targets".into()),
             });
         }
         #[cfg(not(feature = "cloud"))]
@@ -85,7 +93,14 @@ impl<'a> EnvContext<'a> {
         }
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
         let env = &self.loaded.config.environments[self.name];
-        let ctx = targets::Context { environment: self.name, env, config: &self.loaded.config };
+        let releases_dir = self.loaded.dir.join(".gantry/releases");
+        let ctx = targets::Context {
+            environment: self.name,
+            env,
+            config: &self.loaded.config,
+            ledger: &self.ledger,
+            releases_dir: &releases_dir,
+        };
         targets::build(name.as_str(), cfg, dir, ctx)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
     }

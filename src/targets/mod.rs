@@ -17,6 +17,10 @@ pub mod ecs;
 pub mod lambda;
 pub mod local;
 #[cfg(feature = "cloud")]
+pub mod render;
+#[cfg(feature = "cloud")]
+pub mod rest;
+#[cfg(feature = "cloud")]
 pub mod static_site;
 
 use std::collections::BTreeMap;
@@ -72,6 +76,11 @@ pub struct Context<'a> {
     pub environment: &'a crate::config::Name,
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
+    /// The environment's ledger records (oldest first), as read when the command started:
+    /// kinds whose platform cannot carry gantry's own labels tell releases apart with it.
+    pub ledger: &'a [crate::state::record::Deployment],
+    /// The release store (`.gantry/releases/` beside gantry.toml).
+    pub releases_dir: &'a std::path::Path,
 }
 
 /// What a cloud target needs to know of the environment it deploys in.
@@ -210,6 +219,8 @@ pub enum AnyTarget {
     Lambda(lambda::LambdaTarget),
     #[cfg(feature = "cloud")]
     Static(static_site::StaticTarget),
+    #[cfg(feature = "cloud")]
+    Render(Box<render::RenderTarget>),
 }
 
 /// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
@@ -224,6 +235,8 @@ macro_rules! each {
             AnyTarget::Lambda($t) => $body,
             #[cfg(feature = "cloud")]
             AnyTarget::Static($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Render($t) => $body,
         }
     };
 }
@@ -291,8 +304,25 @@ pub fn build(
             Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env)))
         }
         #[cfg(feature = "cloud")]
+        TargetKind::Render => {
+            let settings = cfg.render.as_ref().ok_or_else(missing)?;
+            let image_repository = match &settings.image {
+                Some(image) => Some(ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
+                    TargetError::new(format!("target `{name}`: unknown image `{image}`"))
+                })?),
+                None => None,
+            };
+            Ok(AnyTarget::Render(Box::new(render::RenderTarget::new(
+                name,
+                settings,
+                image_repository,
+                ctx.ledger,
+                ctx.releases_dir.to_path_buf(),
+            ))))
+        }
+        #[cfg(feature = "cloud")]
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda` and `static` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static` and `render` targets; the other kinds come with their own issues")),
         #[cfg(not(feature = "cloud"))]
         other => {
             let _ = ctx;
@@ -309,8 +339,10 @@ impl AnyTarget {
     /// Sends the target's progress lines to `progress` (kinds that have none ignore it).
     pub fn set_progress(&mut self, progress: Progress) {
         #[cfg(feature = "cloud")]
-        if let Self::Ecs(t) = self {
-            t.set_progress(progress);
+        match self {
+            Self::Ecs(t) => t.set_progress(progress),
+            Self::Render(t) => t.set_progress(progress),
+            _ => {}
         }
         #[cfg(not(feature = "cloud"))]
         let _ = progress;
@@ -320,8 +352,10 @@ impl AnyTarget {
     /// deploy of `release` would change there. Reads only.
     pub async fn plan_notes(&mut self, release: Option<&Release>) -> Result<Vec<String>, TargetError> {
         #[cfg(feature = "cloud")]
-        if let Self::Ecs(t) = self {
-            return t.plan_notes(release).await;
+        match self {
+            Self::Ecs(t) => return t.plan_notes(release).await,
+            Self::Render(t) => return t.plan_notes(release).await,
+            _ => {}
         }
         let _ = release;
         Ok(Vec::new())

@@ -22,6 +22,7 @@ mod pipeline;
 mod proxy;
 mod publish;
 mod release;
+mod render_api;
 mod services;
 mod stand_in;
 mod state;
