@@ -370,3 +370,63 @@ fn render_emulator_speaks_the_documented_wire_format() {
     let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(head.contains("ratelimit-remaining:") && head.contains("ratelimit-reset:"), "{head}");
 }
+
+/// Runs `gantry deploy` in the background until `phase` starts and Render has a deploy of
+/// the release, then kills it (kill -9).
+fn kill_during(f: &Fixture, version: &str, phase: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .args(["--env", "prd", "--output", "json", "deploy", "--version", version])
+        .current_dir(f.path())
+        .env("RENDER_API_KEY", KEY)
+        .env("GANTRY_RENDER_API_URL", f.render.api_url())
+        .env("GANTRY_LOCK_LEASE", "2s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("deploy ended before the phase").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "phase-started" && event["phase"] == phase {
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    while !f.render.deploys(&f.service).iter().any(|d| d.3 == image(version)) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no deploy of {version}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A new process knows only the ledger: it finds gantry's deploy by the release's image tag
+/// and rolls back to the deploy of the ledger's previous release.
+#[test]
+fn render_after_a_kill_9_the_next_command_rolls_back_by_the_ledger() {
+    let f = Fixture::new("{ type = \"all-at-once\", bake = \"3s\" }", "", false);
+    f.release("1.0.0", Behaviour::Healthy);
+    f.deploy("1.0.0").success();
+    // Killed while baking: Render serves 2.0.0, which gantry has not verified.
+    f.release("2.0.0", Behaviour::Healthy);
+    kill_during(&f, "2.0.0", "bake");
+    assert_eq!(f.live(), image("2.0.0"));
+    let err = stderr(&f.gantry(&["status"]).assert().success());
+    assert!(err.contains("roll back"), "{err}");
+    assert_eq!(f.live(), image("1.0.0"));
+    assert_eq!(f.render.deploys(&f.service)[0].2, "rollback");
+
+    // Killed while Render still builds: the deploy is canceled and nothing else moves.
+    f.release("3.0.0", Behaviour::NeverLive);
+    kill_during(&f, "3.0.0", "start-new");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    f.gantry(&["status"]).assert().success();
+    let deploys = f.render.deploys(&f.service);
+    assert_eq!((deploys[0].1.as_str(), deploys[0].3.as_str()), ("canceled", image("3.0.0").as_str()), "{deploys:?}");
+    assert_eq!(f.live(), image("1.0.0"));
+    f.deploy("2.0.0").success();
+    assert_eq!(f.live(), image("2.0.0"));
+}
