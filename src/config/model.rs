@@ -275,7 +275,8 @@ pub struct StrategyConfig {
     /// linear: traffic added at each step, e.g. 10 for 10, 20, ... 100.
     #[serde(default)]
     pub increment: Option<Percent>,
-    /// blue-green, canary, linear: how long to watch health at each step before going on.
+    /// blue-green, canary, linear (and all-at-once on `render`, after the cutover): how long
+    /// to watch health at each step before going on.
     #[serde(default)]
     pub bake: Option<Duration>,
     /// blue-green: keep the old version running this long after the switch, for instant rollback.
