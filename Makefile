@@ -16,7 +16,6 @@ build-release:
 # v2 blue-green under load from hey, then a broken v3 that is rolled back by itself.
 # Installs what it needs on a fresh machine; works on a temp copy and stops what it started.
 demo:
-	scripts/bootstrap
 	scripts/demo.sh
 
 # The example project's flow with the gantry built here (examples/hello/Makefile):
