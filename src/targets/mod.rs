@@ -11,10 +11,18 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+#[cfg(feature = "cloud")]
 pub mod ecs;
+#[cfg(feature = "cloud")]
 pub mod kubernetes;
+#[cfg(feature = "cloud")]
 pub mod lambda;
 pub mod local;
+#[cfg(feature = "cloud")]
+pub mod render;
+#[cfg(feature = "cloud")]
+pub mod rest;
+#[cfg(feature = "cloud")]
 pub mod static_site;
 
 use std::collections::BTreeMap;
@@ -70,6 +78,11 @@ pub struct Context<'a> {
     pub environment: &'a crate::config::Name,
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
+    /// The environment's ledger records (oldest first), as read when the command started:
+    /// kinds whose platform cannot carry gantry's own labels tell releases apart with it.
+    pub ledger: &'a [crate::state::record::Deployment],
+    /// The release store (`.gantry/releases/` beside gantry.toml).
+    pub releases_dir: &'a std::path::Path,
 }
 
 /// What a cloud target needs to know of the environment it deploys in.
@@ -202,10 +215,36 @@ pub trait Target {
 /// Every target kind gantry can deploy, dispatched by one `match`.
 pub enum AnyTarget {
     Local(local::LocalTarget),
+    #[cfg(feature = "cloud")]
     Ecs(ecs::EcsTarget),
+    #[cfg(feature = "cloud")]
     Lambda(lambda::LambdaTarget),
+    #[cfg(feature = "cloud")]
     Static(static_site::StaticTarget),
+    #[cfg(feature = "cloud")]
     Kubernetes(kubernetes::KubernetesTarget),
+    #[cfg(feature = "cloud")]
+    Render(Box<render::RenderTarget>),
+}
+
+/// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
+/// one place the kinds are listed for dispatch (cloud kinds only with the `cloud` feature).
+macro_rules! each {
+    ($target:expr, $t:ident => $body:expr) => {
+        match $target {
+            AnyTarget::Local($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Ecs($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Lambda($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Static($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Render($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Kubernetes($t) => $body,
+        }
+    };
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
@@ -218,12 +257,12 @@ pub fn build(
 ) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
     let missing = || TargetError::new(format!("target `{name}` has no [{}] settings", cfg.kind.key()));
-    let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
     match cfg.kind {
         TargetKind::Local => {
             let local = cfg.local.as_ref().ok_or_else(missing)?;
             Ok(AnyTarget::Local(local::LocalTarget::new(name, local, state_dir)?))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Ecs => {
             let e = cfg.ecs.as_ref().ok_or_else(missing)?;
             let repository = ctx
@@ -242,7 +281,9 @@ pub fn build(
             };
             Ok(AnyTarget::Ecs(ecs::EcsTarget::new(e, settings)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Lambda => {
+            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .lambda
                 .as_ref()
@@ -256,16 +297,19 @@ pub fn build(
                 )),
                 None => None,
             };
-            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone(), image_repository)))
+            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env, image_repository)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Static => {
+            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .static_site
                 .as_ref()
                 .ok_or_else(|| TargetError::new(format!("target `{name}` has no [static] settings")))?;
             let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
-            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
+            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Kubernetes => {
             let k = cfg.kubernetes.as_ref().ok_or_else(missing)?;
             let repository = ctx
@@ -284,142 +328,109 @@ pub fn build(
             };
             Ok(AnyTarget::Kubernetes(kubernetes::KubernetesTarget::new(k, settings)))
         }
+        #[cfg(feature = "cloud")]
+        TargetKind::Render => {
+            let settings = cfg.render.as_ref().ok_or_else(missing)?;
+            let image_repository = match &settings.image {
+                Some(image) => Some(ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
+                    TargetError::new(format!("target `{name}`: unknown image `{image}`"))
+                })?),
+                None => None,
+            };
+            Ok(AnyTarget::Render(Box::new(render::RenderTarget::new(
+                name,
+                settings,
+                image_repository,
+                ctx.ledger,
+                ctx.releases_dir.to_path_buf(),
+            ))))
+        }
+        #[cfg(feature = "cloud")]
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static` and `kubernetes` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `render` and `kubernetes` targets; the other kinds come with their own issues")),
+        #[cfg(not(feature = "cloud"))]
+        other => {
+            let _ = ctx;
+            Err(TargetError::new(format!(
+                "target `{name}`: this build of gantry deploys `local` targets only, not `{}`",
+                other.key()
+            ))
+            .with_hint("it was built without the `cloud` feature: build gantry with its default features (`cargo build`)"))
+        }
     }
 }
 
 impl AnyTarget {
     /// Sends the target's progress lines to `progress` (kinds that have none ignore it).
     pub fn set_progress(&mut self, progress: Progress) {
+        #[cfg(feature = "cloud")]
         match self {
-            Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
             Self::Kubernetes(t) => t.set_progress(progress),
-            Self::Lambda(_) | Self::Static(_) => {}
+            Self::Render(t) => t.set_progress(progress),
+            _ => {}
         }
+        #[cfg(not(feature = "cloud"))]
+        let _ = progress;
     }
 
     /// Lines for `gantry plan` beyond the steps: how they map onto the platform and what a
     /// deploy of `release` would change there. Reads only.
     pub async fn plan_notes(&mut self, release: Option<&Release>) -> Result<Vec<String>, TargetError> {
+        #[cfg(feature = "cloud")]
         match self {
-            Self::Local(_) => Ok(Vec::new()),
-            Self::Ecs(t) => t.plan_notes(release).await,
-            Self::Kubernetes(t) => t.plan_notes(release).await,
-            Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
+            Self::Ecs(t) => return t.plan_notes(release).await,
+            Self::Render(t) => return t.plan_notes(release).await,
+            Self::Kubernetes(t) => return t.plan_notes(release).await,
+            _ => {}
         }
+        let _ = release;
+        Ok(Vec::new())
     }
 }
 
 impl Target for AnyTarget {
     fn replicas(&self) -> u32 {
-        match self {
-            Self::Local(t) => t.replicas(),
-            Self::Ecs(t) => t.replicas(),
-            Self::Lambda(t) => t.replicas(),
-            Self::Static(t) => t.replicas(),
-            Self::Kubernetes(t) => t.replicas(),
-        }
+        each!(self, t => t.replicas())
     }
 
     fn public_url(&self) -> String {
-        match self {
-            Self::Local(t) => t.public_url(),
-            Self::Ecs(t) => t.public_url(),
-            Self::Lambda(t) => t.public_url(),
-            Self::Static(t) => t.public_url(),
-            Self::Kubernetes(t) => t.public_url(),
-        }
+        each!(self, t => t.public_url())
     }
 
     fn step_detail(&self, step: &crate::rollout::Step) -> Option<String> {
-        match self {
-            Self::Local(t) => t.step_detail(step),
-            Self::Ecs(t) => t.step_detail(step),
-            Self::Lambda(t) => t.step_detail(step),
-            Self::Static(t) => t.step_detail(step),
-            Self::Kubernetes(t) => t.step_detail(step),
-        }
+        each!(self, t => t.step_detail(step))
     }
 
     async fn observe(&mut self) -> Result<Live, TargetError> {
-        match self {
-            Self::Local(t) => t.observe().await,
-            Self::Ecs(t) => t.observe().await,
-            Self::Lambda(t) => t.observe().await,
-            Self::Static(t) => t.observe().await,
-            Self::Kubernetes(t) => t.observe().await,
-        }
+        each!(self, t => t.observe().await)
     }
 
     async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
-        match self {
-            Self::Local(t) => t.start_new(release, replicas).await,
-            Self::Ecs(t) => t.start_new(release, replicas).await,
-            Self::Lambda(t) => t.start_new(release, replicas).await,
-            Self::Static(t) => t.start_new(release, replicas).await,
-            Self::Kubernetes(t) => t.start_new(release, replicas).await,
-        }
+        each!(self, t => t.start_new(release, replicas).await)
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.shift(percent).await,
-            Self::Ecs(t) => t.shift(percent).await,
-            Self::Lambda(t) => t.shift(percent).await,
-            Self::Static(t) => t.shift(percent).await,
-            Self::Kubernetes(t) => t.shift(percent).await,
-        }
+        each!(self, t => t.shift(percent).await)
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.replace(old).await,
-            Self::Ecs(t) => t.replace(old).await,
-            Self::Lambda(t) => t.replace(old).await,
-            Self::Static(t) => t.replace(old).await,
-            Self::Kubernetes(t) => t.replace(old).await,
-        }
+        each!(self, t => t.replace(old).await)
     }
 
     async fn retire_old(&mut self) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.retire_old().await,
-            Self::Ecs(t) => t.retire_old().await,
-            Self::Lambda(t) => t.retire_old().await,
-            Self::Static(t) => t.retire_old().await,
-            Self::Kubernetes(t) => t.retire_old().await,
-        }
+        each!(self, t => t.retire_old().await)
     }
 
     async fn rollback(&mut self) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.rollback().await,
-            Self::Ecs(t) => t.rollback().await,
-            Self::Lambda(t) => t.rollback().await,
-            Self::Static(t) => t.rollback().await,
-            Self::Kubernetes(t) => t.rollback().await,
-        }
+        each!(self, t => t.rollback().await)
     }
 
     async fn alarms(&self) -> Result<Vec<String>, TargetError> {
-        match self {
-            Self::Local(t) => t.alarms().await,
-            Self::Ecs(t) => t.alarms().await,
-            Self::Lambda(t) => t.alarms().await,
-            Self::Static(t) => t.alarms().await,
-            Self::Kubernetes(t) => t.alarms().await,
-        }
+        each!(self, t => t.alarms().await)
     }
 
     async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.preflight(release).await,
-            Self::Ecs(t) => t.preflight(release).await,
-            Self::Lambda(t) => t.preflight(release).await,
-            Self::Static(t) => t.preflight(release).await,
-            Self::Kubernetes(t) => t.preflight(release).await,
-        }
+        each!(self, t => t.preflight(release).await)
     }
 }
