@@ -80,7 +80,9 @@ impl<'a> EnvContext<'a> {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some("this version deploys `local`, `ecs`, `lambda`, `static`, `render` and `kubernetes` targets".into()),
+                hint: Some(
+                    "this version deploys `local`, `ecs`, `lambda`, `static`, `render` and `kubernetes` targets".into(),
+                ),
             });
         }
         #[cfg(not(feature = "cloud"))]
