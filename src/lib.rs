@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -63,16 +63,20 @@ impl<'a> EnvContext<'a> {
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
         use config::TargetKind;
-        if !matches!(cfg.kind, TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static) {
+        if !matches!(
+            cfg.kind,
+            TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static | TargetKind::Appservice
+        ) {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some("this version deploys `local`, `ecs`, `lambda` and `static` targets".into()),
+                hint: Some("this version deploys `local`, `ecs`, `lambda`, `static` and `appservice` targets".into()),
             });
         }
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
         let env = &self.loaded.config.environments[self.name];
-        let ctx = targets::Context { environment: self.name, env, config: &self.loaded.config };
+        let release_store = self.loaded.dir.join(".gantry/releases");
+        let ctx = targets::Context { environment: self.name, env, config: &self.loaded.config, release_store: &release_store };
         targets::build(name.as_str(), cfg, dir, ctx)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
     }

@@ -11,6 +11,7 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+pub mod appservice;
 pub mod ecs;
 pub mod lambda;
 pub mod local;
@@ -69,6 +70,9 @@ pub struct Context<'a> {
     pub environment: &'a crate::config::Name,
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
+    /// The release store (`.gantry/releases/`), where every deployed release's zips are
+    /// kept: a kind that rolls back by deploying the previous release again reads it there.
+    pub release_store: &'a std::path::Path,
 }
 
 /// What a cloud target needs to know of the environment it deploys in.
@@ -160,6 +164,13 @@ pub trait Target {
         None
     }
 
+    /// Where the new version answers alone now, given the preview `start_new` returned:
+    /// bakes watch it. The preview itself, unless a switch moved the new version (an App
+    /// Service slot swap puts it on production and the old one in the slot).
+    fn new_version_url(&self, preview: &str) -> String {
+        preview.to_owned()
+    }
+
     /// What runs now.
     async fn observe(&mut self) -> Result<Live, TargetError>;
 
@@ -204,6 +215,7 @@ pub enum AnyTarget {
     Ecs(ecs::EcsTarget),
     Lambda(lambda::LambdaTarget),
     Static(static_site::StaticTarget),
+    AppService(appservice::AppServiceTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
@@ -264,8 +276,12 @@ pub fn build(
             let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
             Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
         }
+        TargetKind::Appservice => {
+            let settings = cfg.appservice.as_ref().ok_or_else(missing)?;
+            Ok(AnyTarget::AppService(appservice::AppServiceTarget::new(name, settings, ctx.release_store)))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda` and `static` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static` and `appservice` targets; the other kinds come with their own issues")),
     }
 }
 
@@ -275,6 +291,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
+            Self::AppService(t) => t.set_progress(progress),
             Self::Lambda(_) | Self::Static(_) => {}
         }
     }
@@ -285,6 +302,7 @@ impl AnyTarget {
         match self {
             Self::Local(_) => Ok(Vec::new()),
             Self::Ecs(t) => t.plan_notes(release).await,
+            Self::AppService(t) => t.plan_notes(release).await,
             Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
         }
     }
@@ -297,6 +315,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.replicas(),
             Self::Lambda(t) => t.replicas(),
             Self::Static(t) => t.replicas(),
+            Self::AppService(t) => t.replicas(),
         }
     }
 
@@ -306,6 +325,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.public_url(),
             Self::Lambda(t) => t.public_url(),
             Self::Static(t) => t.public_url(),
+            Self::AppService(t) => t.public_url(),
         }
     }
 
@@ -315,6 +335,17 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.step_detail(step),
             Self::Lambda(t) => t.step_detail(step),
             Self::Static(t) => t.step_detail(step),
+            Self::AppService(t) => t.step_detail(step),
+        }
+    }
+
+    fn new_version_url(&self, preview: &str) -> String {
+        match self {
+            Self::Local(t) => t.new_version_url(preview),
+            Self::Ecs(t) => t.new_version_url(preview),
+            Self::Lambda(t) => t.new_version_url(preview),
+            Self::Static(t) => t.new_version_url(preview),
+            Self::AppService(t) => t.new_version_url(preview),
         }
     }
 
@@ -324,6 +355,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.observe().await,
             Self::Lambda(t) => t.observe().await,
             Self::Static(t) => t.observe().await,
+            Self::AppService(t) => t.observe().await,
         }
     }
 
@@ -333,6 +365,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.start_new(release, replicas).await,
             Self::Lambda(t) => t.start_new(release, replicas).await,
             Self::Static(t) => t.start_new(release, replicas).await,
+            Self::AppService(t) => t.start_new(release, replicas).await,
         }
     }
 
@@ -342,6 +375,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.shift(percent).await,
             Self::Lambda(t) => t.shift(percent).await,
             Self::Static(t) => t.shift(percent).await,
+            Self::AppService(t) => t.shift(percent).await,
         }
     }
 
@@ -351,6 +385,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.replace(old).await,
             Self::Lambda(t) => t.replace(old).await,
             Self::Static(t) => t.replace(old).await,
+            Self::AppService(t) => t.replace(old).await,
         }
     }
 
@@ -360,6 +395,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.retire_old().await,
             Self::Lambda(t) => t.retire_old().await,
             Self::Static(t) => t.retire_old().await,
+            Self::AppService(t) => t.retire_old().await,
         }
     }
 
@@ -369,6 +405,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.rollback().await,
             Self::Lambda(t) => t.rollback().await,
             Self::Static(t) => t.rollback().await,
+            Self::AppService(t) => t.rollback().await,
         }
     }
 
@@ -378,6 +415,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.alarms().await,
             Self::Lambda(t) => t.alarms().await,
             Self::Static(t) => t.alarms().await,
+            Self::AppService(t) => t.alarms().await,
         }
     }
 
@@ -387,6 +425,7 @@ impl Target for AnyTarget {
             Self::Ecs(t) => t.preflight(release).await,
             Self::Lambda(t) => t.preflight(release).await,
             Self::Static(t) => t.preflight(release).await,
+            Self::AppService(t) => t.preflight(release).await,
         }
     }
 }

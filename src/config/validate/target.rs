@@ -18,6 +18,7 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
     check_serverless(t)?;
+    check_appservice(t)?;
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
     }
@@ -122,6 +123,19 @@ fn check_serverless(t: &Target) -> Result<(), Issue> {
         }
         _ => Ok(()),
     }
+}
+
+/// An App Service app moves all at once (a direct deploy) or by a slot swap (blue-green):
+/// it has no replicas to roll and no traffic split to step through.
+fn check_appservice(t: &Target) -> Result<(), Issue> {
+    if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen) {
+        return Ok(());
+    }
+    Err(Issue::new(
+        KeyPath::new().key("strategy").key("type"),
+        format!("an App Service app cannot take a `{}` strategy", strategy_name(t.strategy.kind)),
+    )
+    .hint("use `blue-green` (a deployment slot swapped into production) or `all-at-once` (deployed straight to production, or by a slot swap when the plan has slots)"))
 }
 
 fn check_references(t: &Target, cfg: &Config) -> Result<(), Issue> {
