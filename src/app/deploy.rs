@@ -76,7 +76,12 @@ impl<'a> EnvContext<'a> {
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
         let env = &self.loaded.config.environments[self.name];
         let release_store = self.loaded.dir.join(".gantry/releases");
-        let ctx = targets::Context { environment: self.name, env, config: &self.loaded.config, release_store: &release_store };
+        let ctx = targets::Context {
+            environment: self.name,
+            env,
+            config: &self.loaded.config,
+            release_store: &release_store,
+        };
         targets::build(name.as_str(), cfg, dir, ctx)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
     }

@@ -40,6 +40,9 @@ pub struct Arm {
     client_id: String,
 }
 
+/// A token cache and its HTTP client, by identity.
+type Shared = (String, reqwest::Client, Arc<Tokens>);
+
 /// One answer: status, the headers gantry reads, and the JSON body (`Null` when empty).
 #[derive(Debug)]
 struct Answer {
@@ -56,9 +59,22 @@ impl Arm {
     pub fn from_env() -> Result<Self, AzureError> {
         let identity = Identity::from_env()?;
         let endpoint = var("GANTRY_AZURE_ARM_ENDPOINT").unwrap_or_else(|| "https://management.azure.com".into());
-        let http = super::http();
         let client_id = identity.client_id.clone();
-        let tokens = Arc::new(Tokens::new(identity, ARM_SCOPE, http.clone()));
+        // One token cache per identity for the whole process: every target built for a
+        // command (preflight, deploy, rollback) shares the token.
+        static SHARED: std::sync::OnceLock<std::sync::Mutex<Vec<Shared>>> = std::sync::OnceLock::new();
+        let key =
+            format!("{}|{}|{}|{:?}", identity.authority, identity.tenant, identity.client_id, identity.credential);
+        let mut shared = SHARED.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (http, tokens) = match shared.iter().find(|(k, _, _)| *k == key) {
+            Some((_, http, tokens)) => (http.clone(), tokens.clone()),
+            None => {
+                let http = super::http();
+                let tokens = Arc::new(Tokens::new(identity, ARM_SCOPE, http.clone()));
+                shared.push((key, http.clone(), tokens.clone()));
+                (http, tokens)
+            }
+        };
         Ok(Self { http, endpoint: endpoint.trim_end_matches('/').to_owned(), tokens, client_id })
     }
 
@@ -179,8 +195,12 @@ impl Arm {
                     continue;
                 }
                 Err(e) => {
-                    return Err(AzureError::new(format!("cannot reach Azure Resource Manager ({} {what}): {}", verb(&method), e.without_url()))
-                        .with_hint("check the network, and GANTRY_AZURE_ARM_ENDPOINT if set"));
+                    return Err(AzureError::new(format!(
+                        "cannot reach Azure Resource Manager ({} {what}): {}",
+                        verb(&method),
+                        e.without_url()
+                    ))
+                    .with_hint("check the network, and GANTRY_AZURE_ARM_ENDPOINT if set"));
                 }
             };
             let status = response.status().as_u16();
@@ -189,7 +209,8 @@ impl Arm {
             let async_operation = header("azure-asyncoperation");
             let location = header("location");
             let text = response.text().await.unwrap_or_default();
-            let json: Value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+            let json: Value =
+                if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
             if (200..300).contains(&status) {
                 return Ok(Answer { status, async_operation, location, retry_after, json });
             }

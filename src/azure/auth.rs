@@ -152,7 +152,9 @@ impl Tokens {
                         AzureError::new(format!("cannot get a GitHub OIDC token for Azure: {e}"))
                             .with_hint("give the job `permissions: id-token: write`")
                     })?;
-                    pairs.append_pair("client_assertion_type", JWT_BEARER).append_pair("client_assertion", jwt.expose());
+                    pairs
+                        .append_pair("client_assertion_type", JWT_BEARER)
+                        .append_pair("client_assertion", jwt.expose());
                 }
                 Credential::AssertionFile(path) => {
                     let jwt = std::fs::read_to_string(path).map_err(|e| {
@@ -216,9 +218,15 @@ impl Tokens {
         let codes: Vec<u64> = json["error_codes"].as_array().into_iter().flatten().filter_map(|c| c.as_u64()).collect();
         let has = |c: u64| codes.contains(&c) || description.contains(&format!("AADSTS{c}"));
         let hint = if has(7_000_215) || has(7_000_222) {
-            format!("AZURE_CLIENT_SECRET is not a valid (or is an expired) secret of app registration {}: create a new client secret", id.client_id)
+            format!(
+                "AZURE_CLIENT_SECRET is not a valid (or is an expired) secret of app registration {}: create a new client secret",
+                id.client_id
+            )
         } else if has(700_016) {
-            format!("no app registration {} in tenant {}: check AZURE_CLIENT_ID and AZURE_TENANT_ID", id.client_id, id.tenant)
+            format!(
+                "no app registration {} in tenant {}: check AZURE_CLIENT_ID and AZURE_TENANT_ID",
+                id.client_id, id.tenant
+            )
         } else if has(90_002) || has(900_023) {
             format!("tenant `{}` does not exist: check AZURE_TENANT_ID", id.tenant)
         } else if has(70_021) || has(700_211) || has(700_213) || has(700_212) {

@@ -55,8 +55,8 @@ impl TokenRequest {
     /// A new ID token for `audience`, retried on 429, 5xx and dropped connections (3 tries).
     /// The error says what failed, never with a token or URL in it.
     pub async fn id_token(&self, http: &reqwest::Client, audience: &str) -> Result<Secret, String> {
-        let mut url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"))?;
+        let mut url =
+            reqwest::Url::parse(&self.url).map_err(|e| format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"))?;
         url.query_pairs_mut().append_pair("audience", audience);
         let mut last = String::new();
         for attempt in 0..3u32 {

@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module drives the real `gantry` binary or
 //! the library against real files, git repositories and tools.
 
+mod azure;
 mod cli;
 mod cloudwatch;
 mod codepipeline;

@@ -128,7 +128,8 @@ fn check_serverless(t: &Target) -> Result<(), Issue> {
 /// An App Service app moves all at once (a direct deploy) or by a slot swap (blue-green):
 /// it has no replicas to roll and no traffic split to step through.
 fn check_appservice(t: &Target) -> Result<(), Issue> {
-    if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen) {
+    if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen)
+    {
         return Ok(());
     }
     Err(Issue::new(

@@ -27,9 +27,8 @@ pub async fn deploy(
     what: &str,
     progress: Option<&Progress>,
 ) -> Result<(), AzureError> {
-    let bytes = tokio::fs::read(zip)
-        .await
-        .map_err(|e| AzureError::new(format!("cannot read {}: {e}", zip.display())))?;
+    let bytes =
+        tokio::fs::read(zip).await.map_err(|e| AzureError::new(format!("cannot read {}: {e}", zip.display())))?;
     let token = arm.token().await?;
     let url = format!("{scm}/api/publish?type=zip&async=true");
     let response = arm
@@ -56,7 +55,9 @@ pub async fn deploy(
         }
         401 | 403 => {
             return Err(AzureError::new(format!("the SCM site of {what} refused the deployment: HTTP {status}"))
-                .with_hint("the app registration needs a role that may publish (e.g. `Website Contributor`) on the app"));
+                .with_hint(
+                    "the app registration needs a role that may publish (e.g. `Website Contributor`) on the app",
+                ));
         }
         _ => {
             return Err(AzureError::new(format!(
@@ -121,8 +122,7 @@ async fn get(arm: &Arm, scm: &str, url: &str, what: &str) -> Result<Value, Azure
     loop {
         attempt += 1;
         let token = arm.token().await?;
-        let response =
-            arm.http().get(url).bearer_auth(token.expose()).timeout(Duration::from_secs(30)).send().await;
+        let response = arm.http().get(url).bearer_auth(token.expose()).timeout(Duration::from_secs(30)).send().await;
         match response {
             Ok(r) if r.status().is_success() => return Ok(r.json().await.unwrap_or(Value::Null)),
             Ok(r) if (r.status().is_server_error() || r.status().as_u16() == 429) && attempt < 5 => {}

@@ -157,9 +157,11 @@ impl AppServiceTarget {
     fn stored_zip(&self, label: &str) -> Result<PathBuf, TargetError> {
         let (version, digest) = parse_label(label)
             .ok_or_else(|| TargetError::new(format!("`{label}` in the tags of the app names no gantry release")))?;
-        let dir = self
-            .release_store
-            .join(format!("{}-{}", version.to_string().replace('+', "_"), &digest[..digest.len().min(12)]));
+        let dir = self.release_store.join(format!(
+            "{}-{}",
+            version.to_string().replace('+', "_"),
+            &digest[..digest.len().min(12)]
+        ));
         let missing = || {
             TargetError::new(format!(
                 "release {version} (sha256:{}) is not in the release store {}, so it cannot be deployed again",
@@ -177,11 +179,10 @@ impl AppServiceTarget {
             return Err(missing());
         }
         let manifest: crate::package::manifest::Manifest = serde_json::from_slice(&bytes).map_err(|_| missing())?;
-        let artifact = manifest
-            .artifacts
-            .iter()
-            .find(|a| a.name == self.settings.artifact.as_str())
-            .ok_or_else(|| TargetError::new(format!("release {version} has no artifact `{}`", self.settings.artifact)))?;
+        let artifact =
+            manifest.artifacts.iter().find(|a| a.name == self.settings.artifact.as_str()).ok_or_else(|| {
+                TargetError::new(format!("release {version} has no artifact `{}`", self.settings.artifact))
+            })?;
         Ok(dir.join(&artifact.file))
     }
 
@@ -227,10 +228,9 @@ impl AppServiceTarget {
             Mode::Direct => {
                 let why = match &self.settings.slot {
                     Some(slot) => format!("`slot = \"{slot}\"` applies once the plan is Standard or higher"),
-                    None if plan.has_slots() => format!(
-                        "set `slot` in [targets.{}.appservice] to deploy blue-green through a slot",
-                        self.name
-                    ),
+                    None if plan.has_slots() => {
+                        format!("set `slot` in [targets.{}.appservice] to deploy blue-green through a slot", self.name)
+                    }
                     None => "no slot is configured".into(),
                 };
                 notes.push(format!(
@@ -320,7 +320,9 @@ impl AppServiceTarget {
         let zip = self.stored_zip(&previous)?;
         self.note(format!("redeploying {previous} to production"));
         let scm = self.layout().await.map_err(AzureError::into_target)?.production.scm.clone();
-        kudu::deploy(&site.arm, &scm, &zip, &site.what, self.progress.as_ref()).await.map_err(AzureError::into_target)?;
+        kudu::deploy(&site.arm, &scm, &zip, &site.what, self.progress.as_ref())
+            .await
+            .map_err(AzureError::into_target)?;
         site.merge_tags(&[(TAG_RELEASE, &previous)]).await.map_err(AzureError::into_target)?;
         site.delete_tags(&[TAG_DEPLOYING, TAG_PREVIOUS]).await.map_err(AzureError::into_target)
     }
@@ -414,6 +416,10 @@ impl Target for AppServiceTarget {
                 "zip-deploy the release to production (OneDeploy): it takes user traffic as it starts".into()
             }
             (Mode::Direct, Step::GateNew) => "health-gate production (a direct deploy has no preview)".into(),
+            (Mode::Direct, Step::Bake { duration }) => format!(
+                "bake for {}: watch production's health (the new version since its deploy)",
+                humantime::format_duration(*duration)
+            ),
             (Mode::Direct, Step::Shift { .. }) => "nothing to shift: a direct deploy is live once deployed".into(),
             (Mode::Direct, Step::RetireOld) => "record the release as production's in the app's tags".into(),
             _ => return None,

@@ -65,7 +65,9 @@ impl Site {
             path: format!(
                 "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Web/sites/{app}"
             ),
-            what: format!("App Service app `{app}` in resource group `{resource_group}` (subscription `{subscription}`)"),
+            what: format!(
+                "App Service app `{app}` in resource group `{resource_group}` (subscription `{subscription}`)"
+            ),
         }
     }
 
@@ -105,9 +107,9 @@ impl Site {
     /// The default and SCM hosts of a site or slot resource.
     pub fn hosts(&self, resource: &Value, slot: Option<&str>) -> Result<Hosts, AzureError> {
         let props = &resource["properties"];
-        let default = props["defaultHostName"].as_str().ok_or_else(|| {
-            AzureError::new(format!("ARM reports no default host name for {}", self.slot_what(slot)))
-        })?;
+        let default = props["defaultHostName"]
+            .as_str()
+            .ok_or_else(|| AzureError::new(format!("ARM reports no default host name for {}", self.slot_what(slot))))?;
         let scm = props["hostNameSslStates"]
             .as_array()
             .into_iter()
@@ -115,7 +117,12 @@ impl Site {
             .find(|h| h["hostType"].as_str() == Some("Repository"))
             .and_then(|h| h["name"].as_str())
             .or_else(|| {
-                props["enabledHostNames"].as_array().into_iter().flatten().filter_map(Value::as_str).find(|h| h.contains(".scm."))
+                props["enabledHostNames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .find(|h| h.contains(".scm."))
             })
             .ok_or_else(|| {
                 AzureError::new(format!("ARM reports no SCM (Kudu) host for {}", self.slot_what(slot)))
