@@ -65,12 +65,20 @@ impl<'a> EnvContext<'a> {
         use config::TargetKind;
         if !matches!(
             cfg.kind,
-            TargetKind::Local | TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static | TargetKind::Appservice
+            TargetKind::Local
+                | TargetKind::Ecs
+                | TargetKind::Lambda
+                | TargetKind::Static
+                | TargetKind::Appservice
+                | TargetKind::Containerapps
         ) {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some("this version deploys `local`, `ecs`, `lambda`, `static` and `appservice` targets".into()),
+                hint: Some(
+                    "this version deploys `local`, `ecs`, `lambda`, `static`, `appservice` and `containerapps` targets"
+                        .into(),
+                ),
             });
         }
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());

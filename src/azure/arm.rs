@@ -125,6 +125,24 @@ impl Arm {
         })
     }
 
+    /// "Tags - Update At Scope": `PATCH {scope}/providers/Microsoft.Resources/tags/default`
+    /// (api-version 2021-04-01) with `operation` `Merge` (add or replace) or `Delete`.
+    /// Tags change no configuration, so they restart nothing.
+    pub async fn update_tags(
+        &self,
+        scope: &str,
+        operation: &str,
+        tags: &[(&str, &str)],
+        what: &str,
+    ) -> Result<(), AzureError> {
+        let tags: serde_json::Map<String, Value> =
+            tags.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
+        let body = serde_json::json!({ "operation": operation, "properties": { "tags": tags } });
+        let path = format!("{scope}/providers/Microsoft.Resources/tags/default");
+        self.send(Method::PATCH, &path, "2021-04-01", Some(&body), &format!("the tags of {what}")).await?;
+        Ok(())
+    }
+
     /// Polls a long-running operation until it ends.
     async fn follow(&self, first: Answer, operation: &str) -> Result<Value, AzureError> {
         let initial = first.json.clone();

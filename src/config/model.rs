@@ -545,14 +545,30 @@ pub struct StaticWebAppTarget {
     pub token_env: Option<String>,
 }
 
-/// `kind = "containerapps"`.
+/// `kind = "containerapps"`: an Azure Container App in multiple-revision mode. Each release
+/// becomes a revision running the release's image, gated on the revision's own FQDN, then
+/// given traffic by the strategy's weights.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerAppsTarget {
+    /// Azure subscription id (a GUID).
     pub subscription: String,
     pub resource_group: String,
+    /// The container app's name.
     pub app: String,
+    /// Image under `[images]`: the revision runs `REGISTRY/REPOSITORY:VERSION`.
     pub image: Name,
+    /// Container of the app's template that runs the image. Default: its first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Registry host the app pulls from, e.g. `acme.azurecr.io`. Default: the environment's
+    /// `registry`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// URL users reach the app on: `{url}` in health checks once users are routed. Default:
+    /// `https://` and the app's ingress FQDN.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `kind = "render"`.

@@ -12,6 +12,7 @@
 //! on the stable version and removes the new one, from whatever state it finds.
 
 pub mod appservice;
+pub mod containerapps;
 pub mod ecs;
 pub mod lambda;
 pub mod local;
@@ -216,6 +217,7 @@ pub enum AnyTarget {
     Lambda(lambda::LambdaTarget),
     Static(static_site::StaticTarget),
     AppService(appservice::AppServiceTarget),
+    ContainerApps(containerapps::ContainerAppsTarget),
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
@@ -280,8 +282,18 @@ pub fn build(
             let settings = cfg.appservice.as_ref().ok_or_else(missing)?;
             Ok(AnyTarget::AppService(appservice::AppServiceTarget::new(name, settings, ctx.release_store)))
         }
+        TargetKind::Containerapps => {
+            let settings = cfg.containerapps.as_ref().ok_or_else(missing)?;
+            let registry = settings.registry.clone().or_else(|| ctx.env.registry.clone()).filter(|r| !r.trim().is_empty());
+            let image = match (ctx.config.images.get(&settings.image), registry) {
+                (None, _) => Err(format!("unknown image `{}`", settings.image)),
+                (Some(_), None) => Err("no registry to pull the image from".to_owned()),
+                (Some(i), Some(r)) => Ok(format!("{}/{}", r.trim_end_matches('/'), i.repository)),
+            };
+            Ok(AnyTarget::ContainerApps(containerapps::ContainerAppsTarget::new(name, settings, image)))
+        }
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static` and `appservice` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `appservice` and `containerapps` targets; the other kinds come with their own issues")),
     }
 }
 
@@ -292,6 +304,7 @@ impl AnyTarget {
             Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
             Self::AppService(t) => t.set_progress(progress),
+            Self::ContainerApps(t) => t.set_progress(progress),
             Self::Lambda(_) | Self::Static(_) => {}
         }
     }
@@ -303,6 +316,7 @@ impl AnyTarget {
             Self::Local(_) => Ok(Vec::new()),
             Self::Ecs(t) => t.plan_notes(release).await,
             Self::AppService(t) => t.plan_notes(release).await,
+            Self::ContainerApps(t) => t.plan_notes(release).await,
             Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
         }
     }
@@ -316,6 +330,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.replicas(),
             Self::Static(t) => t.replicas(),
             Self::AppService(t) => t.replicas(),
+            Self::ContainerApps(t) => t.replicas(),
         }
     }
 
@@ -326,6 +341,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.public_url(),
             Self::Static(t) => t.public_url(),
             Self::AppService(t) => t.public_url(),
+            Self::ContainerApps(t) => t.public_url(),
         }
     }
 
@@ -336,6 +352,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.step_detail(step),
             Self::Static(t) => t.step_detail(step),
             Self::AppService(t) => t.step_detail(step),
+            Self::ContainerApps(t) => t.step_detail(step),
         }
     }
 
@@ -346,6 +363,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.new_version_url(preview),
             Self::Static(t) => t.new_version_url(preview),
             Self::AppService(t) => t.new_version_url(preview),
+            Self::ContainerApps(t) => t.new_version_url(preview),
         }
     }
 
@@ -356,6 +374,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.observe().await,
             Self::Static(t) => t.observe().await,
             Self::AppService(t) => t.observe().await,
+            Self::ContainerApps(t) => t.observe().await,
         }
     }
 
@@ -366,6 +385,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.start_new(release, replicas).await,
             Self::Static(t) => t.start_new(release, replicas).await,
             Self::AppService(t) => t.start_new(release, replicas).await,
+            Self::ContainerApps(t) => t.start_new(release, replicas).await,
         }
     }
 
@@ -376,6 +396,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.shift(percent).await,
             Self::Static(t) => t.shift(percent).await,
             Self::AppService(t) => t.shift(percent).await,
+            Self::ContainerApps(t) => t.shift(percent).await,
         }
     }
 
@@ -386,6 +407,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.replace(old).await,
             Self::Static(t) => t.replace(old).await,
             Self::AppService(t) => t.replace(old).await,
+            Self::ContainerApps(t) => t.replace(old).await,
         }
     }
 
@@ -396,6 +418,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.retire_old().await,
             Self::Static(t) => t.retire_old().await,
             Self::AppService(t) => t.retire_old().await,
+            Self::ContainerApps(t) => t.retire_old().await,
         }
     }
 
@@ -406,6 +429,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.rollback().await,
             Self::Static(t) => t.rollback().await,
             Self::AppService(t) => t.rollback().await,
+            Self::ContainerApps(t) => t.rollback().await,
         }
     }
 
@@ -416,6 +440,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.alarms().await,
             Self::Static(t) => t.alarms().await,
             Self::AppService(t) => t.alarms().await,
+            Self::ContainerApps(t) => t.alarms().await,
         }
     }
 
@@ -426,6 +451,7 @@ impl Target for AnyTarget {
             Self::Lambda(t) => t.preflight(release).await,
             Self::Static(t) => t.preflight(release).await,
             Self::AppService(t) => t.preflight(release).await,
+            Self::ContainerApps(t) => t.preflight(release).await,
         }
     }
 }

@@ -128,6 +128,13 @@ fn check_serverless(t: &Target) -> Result<(), Issue> {
 /// An App Service app moves all at once (a direct deploy) or by a slot swap (blue-green):
 /// it has no replicas to roll and no traffic split to step through.
 fn check_appservice(t: &Target) -> Result<(), Issue> {
+    if t.kind == TargetKind::Containerapps && t.strategy.kind == StrategyKind::Rolling {
+        return Err(Issue::new(
+            KeyPath::new().key("strategy").key("type"),
+            "a container app moves between revisions by traffic weights, not by rolling replicas",
+        )
+        .hint("use `canary`, `linear`, `blue-green` or `all-at-once`"));
+    }
     if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen)
     {
         return Ok(());

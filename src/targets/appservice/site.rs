@@ -9,9 +9,7 @@
 //!   "Update Application Settings (Slot)": `PUT .../config/appsettings`;
 //! - "Web Apps - Swap Slot": `POST .../slots/{slot}/slotsswap` with
 //!   `{"targetSlot":"production","preserveVnet":true}`, a long-running operation;
-//! - "Tags - Update At Scope": `PATCH {site}/providers/Microsoft.Resources/tags/default`
-//!   (api-version 2021-04-01) with `operation` `Merge` or `Delete`: tags change no app
-//!   setting, so they restart nothing.
+//! - "Tags - Update At Scope" (`Arm::update_tags`) for the site's tags, which restart nothing.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +19,6 @@ use serde_json::{Value, json};
 use crate::azure::{Arm, AzureError};
 
 pub const WEB_API: &str = "2024-04-01";
-const TAGS_API: &str = "2021-04-01";
 
 /// Where one app or slot answers.
 #[derive(Debug, Clone)]
@@ -177,11 +174,7 @@ impl Site {
     }
 
     async fn tags_call(&self, operation: &str, tags: &[(&str, &str)]) -> Result<(), AzureError> {
-        let tags: serde_json::Map<String, Value> = tags.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
-        let body = json!({ "operation": operation, "properties": { "tags": tags } });
-        let path = format!("{}/providers/Microsoft.Resources/tags/default", self.path);
-        self.arm.send(Method::PATCH, &path, TAGS_API, Some(&body), &format!("the tags of {}", self.what)).await?;
-        Ok(())
+        self.arm.update_tags(&self.path, operation, tags, &self.what).await
     }
 
     /// Swaps `slot` with production and waits for the swap to finish.

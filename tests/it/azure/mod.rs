@@ -41,9 +41,11 @@
 //! basic-auth publishing credentials, `Azure-AsyncOperation` for swaps (App Service answers
 //! with `Location`), throttling.
 
+pub mod apps;
 pub mod model;
 
 mod appservice;
+mod containerapps;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -186,6 +188,11 @@ impl Azure {
         self.model.lock().unwrap().slot(app, slot).fail_next = Some(log.into());
     }
 
+    /// Adds a container app (see `apps::add`).
+    pub fn add_container_app(&self, resource_group: &str, app: &str, mode: &str, image: &str) {
+        apps::add(&self.model, resource_group, app, mode, image);
+    }
+
     pub fn deny(&self, method: &str, fragment: &str) {
         self.model.lock().unwrap().denied.insert((method.into(), fragment.into()));
     }
@@ -281,6 +288,37 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
         let op = model.operations.remove(&id).unwrap();
         model.complete(&op.action);
         return Response::text(200, "");
+    }
+    if let ["subscriptions", _, "providers", "Microsoft.App", "locations", _, "containerappOperationStatuses", id] =
+        parts.as_slice()
+    {
+        let id: u64 = id.parse().unwrap_or(0);
+        let Some(op) = model.operations.get_mut(&id) else {
+            return arm_error(404, "NotFound", "no such operation");
+        };
+        if op.polls_left > 0 {
+            op.polls_left -= 1;
+            return Response::json(200, &json!({ "id": req.route(), "status": "InProgress" }))
+                .with_header("Retry-After", "1");
+        }
+        let op = model.operations.remove(&id).unwrap();
+        if let Action::PatchApp { app, body } = &op.action {
+            apps::complete(m, &mut model, app, body);
+        }
+        return Response::json(200, &json!({ "id": req.route(), "status": "Succeeded" }));
+    }
+    if let ["subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.App", "containerApps", app, rest @ ..] =
+        parts.as_slice()
+    {
+        if *sub != SUBSCRIPTION {
+            return arm_error(404, "SubscriptionNotFound", &format!("The subscription '{sub}' could not be found."));
+        }
+        if !model.container_apps.values().any(|a| a.resource_group == *rg) {
+            return arm_error(404, "ResourceGroupNotFound", &format!("Resource group '{rg}' could not be found."));
+        }
+        let (sub, app) = ((*sub).to_owned(), (*app).to_owned());
+        let rest = rest.to_vec();
+        return apps::route(m, &mut model, base, req, &sub, &app, &rest);
     }
     let ["subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.Web", kind, name, rest @ ..] =
         parts.as_slice()

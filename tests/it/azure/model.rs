@@ -29,6 +29,12 @@ pub struct Model {
     /// Every ARM and Kudu call: `METHOD /path` (no query).
     pub requests: Vec<String>,
     pub next_id: u64,
+    pub container_apps: BTreeMap<String, crate::azure::apps::ContainerApp>,
+    /// How revisions running an image answer health checks: `ok` (default), `broken`,
+    /// `broken-under-traffic` (503 once the revision has weight), `fail-provision`.
+    pub image_health: BTreeMap<String, String>,
+    /// Servers started while answering (one per new revision), kept alive with the model.
+    pub servers: Vec<crate::stand_in::Server>,
 }
 
 pub struct Plan {
@@ -78,7 +84,15 @@ pub struct Operation {
 }
 
 pub enum Action {
-    Swap { site: String, slot: String },
+    Swap {
+        site: String,
+        slot: String,
+    },
+    /// A Container Apps update: the merge patch's body.
+    PatchApp {
+        app: String,
+        body: serde_json::Value,
+    },
 }
 
 impl Model {
@@ -96,6 +110,7 @@ impl Model {
     /// slot and production; host names stay (the "Swap Slot" operation).
     pub fn complete(&mut self, action: &Action) {
         match action {
+            Action::PatchApp { .. } => unreachable!("completed by apps::complete"),
             Action::Swap { site, slot } => {
                 let site = self.sites.get_mut(site).expect("a known site");
                 let mut staged = site.slots.remove(slot).expect("a known slot");
