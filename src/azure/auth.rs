@@ -85,7 +85,8 @@ impl Identity {
     }
 }
 
-type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+/// Where `Tokens` reads the time (tests move it to make tokens expire).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Access tokens for one scope, cached. Cheap to share behind an `Arc`.
 pub struct Tokens {

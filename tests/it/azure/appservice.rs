@@ -361,3 +361,49 @@ fn curl_reads_the_emulator_with_the_documented_requests() {
     )]);
     assert_eq!(denied["error"]["code"], "InvalidAuthenticationToken");
 }
+
+#[test]
+fn throttled_arm_calls_are_retried_and_other_strategies_are_refused() {
+    let p = Project::new("S1", "Standard", true, "{ type = \"blue-green\" }");
+    p.release("1.0.0", "ok");
+    p.azure.model.lock().unwrap().throttle = 2;
+    p.gantry(&["plan"]).assert().success();
+    assert_eq!(p.azure.model.lock().unwrap().throttle, 0, "both 429s were seen and retried");
+
+    let canary = Project::new("S1", "Standard", true, "{ type = \"canary\", steps = [10, 100] }");
+    let err = stderr(&canary.gantry(&["plan"]).assert().code(2));
+    assert!(err.contains("an App Service app cannot take a `canary` strategy"), "{err}");
+}
+
+/// The token is asked for once and reused until shortly before it expires (3599 s here,
+/// so renewed 5 minutes early), then asked for again.
+#[tokio::test]
+async fn tokens_are_cached_until_near_expiry() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime};
+
+    use gantry::azure::auth::{ARM_SCOPE, Credential, Identity, Tokens};
+    use gantry::github::oidc::Secret;
+
+    let azure = Azure::start();
+    let identity = Identity {
+        authority: azure.url(),
+        tenant: super::TENANT.into(),
+        client_id: super::CLIENT_ID.into(),
+        credential: Credential::Secret(Secret::new(CLIENT_SECRET)),
+    };
+    let offset = Arc::new(AtomicU64::new(0));
+    let now = offset.clone();
+    let clock = Arc::new(move || SystemTime::now() + Duration::from_secs(now.load(Ordering::SeqCst)));
+    let tokens = Tokens::with_clock(identity, ARM_SCOPE, reqwest::Client::new(), clock);
+    let first = tokens.token().await.unwrap();
+    assert_eq!(tokens.token().await.unwrap().expose(), first.expose());
+    offset.store(3599 - 301, Ordering::SeqCst);
+    assert_eq!(tokens.token().await.unwrap().expose(), first.expose(), "still more than 5 minutes left");
+    offset.store(3599 - 299, Ordering::SeqCst);
+    let second = tokens.token().await.unwrap();
+    assert_ne!(second.expose(), first.expose());
+    assert_eq!(azure.issued().len(), 2);
+    assert!(!format!("{second:?}").contains("arm-access-token"));
+}

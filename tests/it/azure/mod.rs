@@ -258,6 +258,10 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
             "The api-version query parameter (?api-version=) is required for all requests.",
         );
     }
+    if model.throttle > 0 {
+        model.throttle -= 1;
+        return arm_error(429, "TooManyRequests", "The request is being throttled.").with_header("Retry-After", "0");
+    }
     if let Some((method, fragment)) =
         model.denied.iter().find(|(method, fragment)| *method == req.method && req.route().contains(fragment.as_str()))
     {

@@ -26,6 +26,8 @@ pub struct Model {
     pub operations: BTreeMap<u64, Operation>,
     /// `(METHOD, path fragment)`: calls answered 403 AuthorizationFailed.
     pub denied: BTreeSet<(String, String)>,
+    /// The next this many ARM calls are answered 429 `TooManyRequests` with `Retry-After: 0`.
+    pub throttle: u32,
     /// Every ARM and Kudu call: `METHOD /path` (no query).
     pub requests: Vec<String>,
     pub next_id: u64,
