@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build build-release demo package publish deploy release approve rollback status test lint lint-workflows fmt ci bench bench-memory bench-image bench-deploy schema install clean
+.PHONY: all build build-release demo package publish deploy release approve rollback status test lint lint-workflows fmt ci bench bench-memory bench-image bench-deploy bench-demo schema install clean
 
 all: build
 
@@ -16,7 +16,6 @@ build-release:
 # v2 blue-green under load from hey, then a broken v3 that is rolled back by itself.
 # Installs what it needs on a fresh machine; works on a temp copy and stops what it started.
 demo:
-	scripts/bootstrap
 	scripts/demo.sh
 
 # The example project's flow with the gantry built here (examples/hello/Makefile):
@@ -37,6 +36,7 @@ test:
 lint: lint-workflows
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 
 # actionlint on every workflow (.github/workflows, workflows/) and the check of action.yml.
 lint-workflows:
@@ -64,6 +64,11 @@ bench-image: build-release
 # canary, and the engine's overhead on a 4-replica blue-green.
 bench-deploy: build-release
 	python3 scripts/bench_deploy.py --markdown docs/benchmarks.md
+
+# `make demo` as a fresh machine runs it: empty cargo home and target folder, timed end to end
+# (3 runs), next to one first build of the full gantry. Needs a quiet machine.
+bench-demo:
+	python3 scripts/bench_demo.py --full-build --markdown docs/benchmarks.md
 
 # Regenerates schema/gantry.schema.json from the config types.
 schema:

@@ -4,16 +4,22 @@
 //! is the only place that prints. See ARCHITECTURE.md for the map.
 
 pub mod app;
+#[cfg(feature = "cloud")]
 pub mod aws;
+#[cfg(feature = "cloud")]
 pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
+#[cfg(feature = "cloud")]
 pub mod github;
 pub mod package;
+#[cfg(feature = "cloud")]
 pub mod pipeline;
+#[cfg(feature = "cloud")]
 pub mod publish;
+#[cfg(feature = "cloud")]
 pub mod release;
 pub mod report;
 pub mod rollout;

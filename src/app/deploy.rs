@@ -24,6 +24,8 @@ pub(crate) struct EnvContext<'a> {
     pub store: Store,
     /// The approval the production gate verified (kept in each ledger record).
     pub approval: Option<serde_json::Value>,
+    /// The ledger as read when the command started (targets that identify releases by it).
+    pub ledger: Vec<Deployment>,
 }
 
 impl<'a> EnvContext<'a> {
@@ -57,8 +59,11 @@ impl<'a> EnvContext<'a> {
                 hint: Some(format!("list them in `targets = [...]` under [environments.{name}]")),
             });
         }
-        let store = open_store(loaded, name, environment).await;
-        Ok(Self { loaded, name, targets, store, approval: None })
+        let store = open_store(loaded, name, environment).await?;
+        // Only kinds that read it need the ledger here; the commands read it again as they go.
+        let needs_ledger = targets.iter().any(|(_, t)| t.kind == config::TargetKind::Render);
+        let ledger = if needs_ledger { store.list().await.map_err(DeployError::from)? } else { Vec::new() };
+        Ok(Self { loaded, name, targets, store, approval: None, ledger })
     }
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
@@ -69,6 +74,7 @@ impl<'a> EnvContext<'a> {
                 | TargetKind::Ecs
                 | TargetKind::Lambda
                 | TargetKind::Static
+                | TargetKind::Render
                 | TargetKind::Appservice
                 | TargetKind::Containerapps
         ) {
@@ -76,19 +82,33 @@ impl<'a> EnvContext<'a> {
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
                 hint: Some(
-                    "this version deploys `local`, `ecs`, `lambda`, `static`, `appservice` and `containerapps` targets"
+                    "this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice` and `containerapps` targets"
+                        .into(),
+                ),
+            });
+        }
+        #[cfg(not(feature = "cloud"))]
+        if cfg.kind != TargetKind::Local {
+            return Err(Error::Usage {
+                message: format!(
+                    "target `{name}`: this build of gantry deploys `local` targets only, not `{}`",
+                    cfg.kind.key()
+                ),
+                hint: Some(
+                    "it was built without the `cloud` feature: build gantry with its default features (`cargo build`)"
                         .into(),
                 ),
             });
         }
         let dir = self.loaded.dir.join(".gantry/local").join(self.name.as_str()).join(name.as_str());
         let env = &self.loaded.config.environments[self.name];
-        let release_store = self.loaded.dir.join(".gantry/releases");
+        let releases_dir = self.loaded.dir.join(".gantry/releases");
         let ctx = targets::Context {
             environment: self.name,
             env,
             config: &self.loaded.config,
-            release_store: &release_store,
+            ledger: &self.ledger,
+            releases_dir: &releases_dir,
         };
         targets::build(name.as_str(), cfg, dir, ctx)
             .map_err(|e| Error::Deploy(DeployError::Target { target: name.to_string(), source: e }))
@@ -96,19 +116,29 @@ impl<'a> EnvContext<'a> {
 }
 
 /// The ledger for `environment`: its `state` setting, or `.gantry/state/ENV` beside gantry.toml.
-pub(crate) async fn open_store(loaded: &config::Loaded, name: &config::Name, env: &config::Environment) -> Store {
+pub(crate) async fn open_store(
+    loaded: &config::Loaded,
+    name: &config::Name,
+    env: &config::Environment,
+) -> Result<Store, Error> {
     let url = env.state.as_ref().map(|s| s.as_str().to_owned());
-    match url {
+    Ok(match url {
+        #[cfg(feature = "cloud")]
         Some(url) if url.starts_with("s3://") => {
             let sdk = crate::aws::load_env(env).await;
             Store::S3(state::s3::S3Store::new(crate::aws::s3(&sdk), &url))
+        }
+        #[cfg(not(feature = "cloud"))]
+        Some(url) if url.starts_with("s3://") => {
+            let _ = url;
+            return Err(Error::NotAvailable { command: "deploy with an S3 ledger (`state = \"s3://...\"`)" });
         }
         Some(url) => {
             let path = url.strip_prefix("file://").map_or_else(|| loaded.dir.join(&url), PathBuf::from);
             Store::Folder(state::local::Folder::new(path))
         }
         None => Store::Folder(state::local::Folder::new(loaded.dir.join(".gantry/state").join(name.as_str()))),
-    }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +207,7 @@ pub async fn deploy(
 ) -> Result<(), Error> {
     // Bad usage is reported before anything is packaged or asked of the pipeline.
     let wait = parse_wait(args.wait_lock.as_deref())?;
-    let approval = crate::pipeline::gate::require(loaded, env, args.release_version.as_deref()).await?;
+    let approval = approval_gate(loaded, env, args.release_version.as_deref()).await?;
     let mut ctx = EnvContext::new(loaded, env, &args.targets, "deploy").await?;
     // Inside the pipeline the release is the one the approved execution carries.
     let gated = approval.as_ref().and_then(|a| a["version"].as_str()).map(str::to_owned);
@@ -199,10 +229,53 @@ pub async fn deploy(
     result
 }
 
+/// The production gate (`pipeline::gate`): the approval record an environment with
+/// `approval = "required"` needs, or `None` for environments without one.
+#[cfg(feature = "cloud")]
+async fn approval_gate(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    version: Option<&str>,
+) -> Result<Option<serde_json::Value>, Error> {
+    crate::pipeline::gate::require(loaded, env, version).await
+}
+
+/// Without the `cloud` feature there is no pipeline to ask: environments that need an
+/// approval are refused.
+#[cfg(not(feature = "cloud"))]
+async fn approval_gate(
+    loaded: &config::Loaded,
+    env: Option<&str>,
+    _version: Option<&str>,
+) -> Result<Option<serde_json::Value>, Error> {
+    let gated = env.and_then(|e| loaded.config.environments.iter().find(|(n, _)| n.as_str() == e));
+    match gated {
+        Some((_, environment)) if environment.approval == config::Approval::Required => {
+            Err(Error::NotAvailable { command: "deploy to an environment with `approval = \"required\"`" })
+        }
+        _ => Ok(None),
+    }
+}
+
 /// In GitHub Actions, a GitHub Deployment of the environment with its statuses
 /// (`github::deployments`). Talking to GitHub never fails a deploy: problems are warnings.
+#[cfg(feature = "cloud")]
 struct GithubSink(Option<crate::github::deployments::Tracker>);
 
+/// Without the `cloud` feature there is no GitHub client: nothing is recorded.
+#[cfg(not(feature = "cloud"))]
+struct GithubSink;
+
+#[cfg(not(feature = "cloud"))]
+impl GithubSink {
+    async fn start(_: &config::Loaded, _: &config::Name, _: &Release, _: &Printer) -> Self {
+        Self
+    }
+
+    async fn finish(&mut self, _: &Result<(), Error>, _: &Release, _: &Printer) {}
+}
+
+#[cfg(feature = "cloud")]
 impl GithubSink {
     async fn start(loaded: &config::Loaded, env: &config::Name, release: &Release, printer: &Printer) -> Self {
         let production = loaded.config.environments.get(env).is_some_and(|e| e.approval == config::Approval::Required);
@@ -242,7 +315,7 @@ pub async fn rollback(
     printer: &Printer,
     cancel: Cancel,
 ) -> Result<(), Error> {
-    let approval = crate::pipeline::gate::require(loaded, env, args.to.as_deref()).await?;
+    let approval = approval_gate(loaded, env, args.to.as_deref()).await?;
     // Inside the pipeline, only the release the approved execution carries may go live.
     let to = args.to.clone().or_else(|| approval.as_ref().and_then(|a| a["version"].as_str()).map(str::to_owned));
     let mut ctx = EnvContext::new(loaded, env, &args.targets, "rollback").await?;

@@ -34,6 +34,7 @@ pub fn init(args: &InitArgs, printer: &Printer) -> Result<(), Error> {
 }
 
 /// `gantry init --pipeline`: `pipeline/NAME.json` and `pipeline/buildspec.yml` beside gantry.toml.
+#[cfg(feature = "cloud")]
 pub fn pipeline(loaded: &config::Loaded, env: Option<&str>, args: &InitArgs, printer: &Printer) -> Result<(), Error> {
     let (name, environment) = super::environment(loaded, env, "init --pipeline")?;
     let Some(pipeline) = environment.pipeline.as_deref() else {

@@ -8,17 +8,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, ImageCommand, PipelineCommand};
+use crate::cli::{Cli, Command};
+#[cfg(feature = "cloud")]
+use crate::cli::{ImageCommand, PipelineCommand};
 use crate::report::{Printer, Verbosity};
 use crate::rollout::Cancel;
 use crate::{Error, config, exit};
 
 pub mod deploy;
+#[cfg(feature = "cloud")]
 mod image;
 mod init;
 mod package;
+#[cfg(feature = "cloud")]
 mod pipeline;
+#[cfg(feature = "cloud")]
 mod publish;
+#[cfg(feature = "cloud")]
 mod release;
 mod releases;
 mod status;
@@ -86,10 +92,13 @@ fn init_logging(cli: &Cli, printer: &Printer) {
 async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Cancel) -> Result<(), Error> {
     let global = &cli.global;
     match cli.command {
+        #[cfg(feature = "cloud")]
         Command::Init(args) if args.pipeline => {
             let loaded = load_config(global.config.as_ref())?;
             init::pipeline(&loaded, global.env.as_deref(), &args, printer)
         }
+        #[cfg(not(feature = "cloud"))]
+        Command::Init(args) if args.pipeline => Err(Error::NotAvailable { command: "init --pipeline" }),
         Command::Init(args) if args.github => init::github(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Package(args) => {
@@ -107,30 +116,37 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             status::plan(&loaded, global.env.as_deref(), &args, printer).await
         }
+        #[cfg(feature = "cloud")]
         Command::Publish(args) => {
             let loaded = load_config(global.config.as_ref())?;
             publish::publish(&loaded, global.env.as_deref(), &args, printer, &cancel).await
         }
+        #[cfg(feature = "cloud")]
         Command::Image(ImageCommand::Push(args)) => {
             let loaded = load_config(global.config.as_ref())?;
             image::push(&loaded, global.env.as_deref(), &args, printer, &cancel).await
         }
+        #[cfg(feature = "cloud")]
         Command::Pipeline(PipelineCommand::Start(args)) => {
             let loaded = load_config(global.config.as_ref())?;
             pipeline::start(&loaded, global.env.as_deref(), &args, printer).await
         }
+        #[cfg(feature = "cloud")]
         Command::Pipeline(PipelineCommand::Watch(args)) => {
             let loaded = load_config(global.config.as_ref())?;
             pipeline::watch(&loaded, global.env.as_deref(), &args, printer, interrupt).await
         }
+        #[cfg(feature = "cloud")]
         Command::Pipeline(PipelineCommand::Status) => {
             let loaded = load_config(global.config.as_ref())?;
             pipeline::status(&loaded, global.env.as_deref(), printer).await
         }
+        #[cfg(feature = "cloud")]
         Command::Approve(args) => {
             let loaded = load_config(global.config.as_ref())?;
             pipeline::decide(&loaded, global.env.as_deref(), &args, true, printer).await
         }
+        #[cfg(feature = "cloud")]
         Command::Reject(args) => {
             let loaded = load_config(global.config.as_ref())?;
             pipeline::decide(&loaded, global.env.as_deref(), &args, false, printer).await
@@ -143,10 +159,21 @@ async fn run(cli: Cli, printer: &Printer, cancel: Arc<AtomicBool>, interrupt: Ca
             let loaded = load_config(global.config.as_ref())?;
             deploy::rollback(&loaded, global.env.as_deref(), &args, printer, interrupt).await
         }
+        #[cfg(feature = "cloud")]
         Command::Release(args) => {
             let loaded = load_config(global.config.as_ref())?;
             release::release(&loaded, global.env.as_deref(), &args, printer, cancel).await
         }
+        #[cfg(not(feature = "cloud"))]
+        Command::Publish(_) => Err(Error::NotAvailable { command: "publish" }),
+        #[cfg(not(feature = "cloud"))]
+        Command::Image(_) => Err(Error::NotAvailable { command: "image push" }),
+        #[cfg(not(feature = "cloud"))]
+        Command::Pipeline(_) => Err(Error::NotAvailable { command: "pipeline" }),
+        #[cfg(not(feature = "cloud"))]
+        Command::Approve(_) | Command::Reject(_) => Err(Error::NotAvailable { command: "approve/reject" }),
+        #[cfg(not(feature = "cloud"))]
+        Command::Release(_) => Err(Error::NotAvailable { command: "release" }),
         Command::Status(args) => {
             let loaded = load_config(global.config.as_ref())?;
             status::status(&loaded, global.env.as_deref(), &args, printer).await

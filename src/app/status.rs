@@ -104,6 +104,7 @@ pub async fn plan(
             "health": cfg.health.iter().map(|c| health::resolve(c, "{url}")).collect::<Vec<_>>(),
         }));
     }
+    #[cfg(feature = "cloud")]
     pipeline_check(loaded, &ctx, &mut doc, &mut text).await;
     if printer.format == OutputFormat::Json {
         printer.json(&doc);
@@ -114,6 +115,7 @@ pub async fn plan(
 }
 
 /// The environment's pipeline definition, checked by `crate::pipeline::check`.
+#[cfg(feature = "cloud")]
 async fn pipeline_check(loaded: &config::Loaded, ctx: &EnvContext<'_>, doc: &mut serde_json::Value, text: &mut String) {
     let Some(env) = loaded.config.environments.get(ctx.name) else { return };
     let Some(check) = crate::pipeline::check::definition(loaded.config.project.name.as_str(), env).await else {

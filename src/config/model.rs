@@ -275,7 +275,8 @@ pub struct StrategyConfig {
     /// linear: traffic added at each step, e.g. 10 for 10, 20, ... 100.
     #[serde(default)]
     pub increment: Option<Percent>,
-    /// blue-green, canary, linear: how long to watch health at each step before going on.
+    /// blue-green, canary, linear (and all-at-once on `render`, after the cutover): how long
+    /// to watch health at each step before going on.
     #[serde(default)]
     pub bake: Option<Duration>,
     /// blue-green: keep the old version running this long after the switch, for instant rollback.
@@ -571,17 +572,30 @@ pub struct ContainerAppsTarget {
     pub url: Option<String>,
 }
 
-/// `kind = "render"`.
+/// `kind = "render"`: a Render web or private service, deployed through Render's REST API
+/// (`POST /v1/services/{id}/deploys`). An image-backed service gets the release's image tag
+/// (the service's own image path with the tag `VERSION`); a Git-backed one gets the release's
+/// commit. Render cuts over all at once: a deploy takes every request once it is live.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderTarget {
-    /// Render service id, e.g. `srv-abc123`.
+    /// Render service id, e.g. `srv-abc123` (the Dashboard's URL and Settings page show it).
     pub service: String,
-    /// Environment variable that holds the API key. Default: `RENDER_API_KEY`.
+    /// Environment variable that holds the API key (Account Settings → API Keys). Default:
+    /// `RENDER_API_KEY`. The key itself never goes in gantry.toml.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Image under `[images]` the service runs: checked against the service's image path.
+    /// Default: whatever image path the service is configured with.
     #[serde(default)]
     pub image: Option<Name>,
+    /// URL users reach the service on (`{url}` in health checks), e.g. a custom domain.
+    /// Default: the service's `onrender.com` URL as Render reports it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Time between reads of a deploy while it runs. Default: 5s.
+    #[serde(default)]
+    pub poll_interval: Option<Duration>,
 }
 
 /// `kind = "kubernetes"`.

@@ -4,10 +4,14 @@
 
 mod deploy;
 pub mod github;
+#[cfg(feature = "cloud")]
 mod image;
 mod package;
+#[cfg(feature = "cloud")]
 mod pipeline;
+#[cfg(feature = "cloud")]
 mod publish;
+#[cfg(feature = "cloud")]
 mod release;
 
 use std::io::{IsTerminal, Write};
@@ -15,10 +19,14 @@ use std::io::{IsTerminal, Write};
 use crate::cli::{GlobalArgs, OutputFormat};
 
 pub use deploy::DeployReporter;
+#[cfg(feature = "cloud")]
 pub use image::ImageReporter;
 pub use package::PackageReporter;
+#[cfg(feature = "cloud")]
 pub use pipeline::PipelineReporter;
+#[cfg(feature = "cloud")]
 pub use publish::PublishReporter;
+#[cfg(feature = "cloud")]
 pub use release::ReleaseReporter;
 
 /// How much the user asked to hear.

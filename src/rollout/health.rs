@@ -172,16 +172,26 @@ pub async fn gate<P: Probe>(
 }
 
 /// The real probe: one HTTP request per check, with the check's timeout.
+///
+/// The full build sends it with `reqwest` (HTTP and HTTPS, redirects followed). A build
+/// without the `cloud` feature (`make demo`'s) has no TLS stack and no `reqwest`: it speaks
+/// plain HTTP/1.1 with `hyper` alone, which is all a `local` target's health URLs need.
 #[derive(Debug, Clone)]
 pub struct HttpProbe {
+    #[cfg(feature = "cloud")]
     client: reqwest::Client,
 }
 
 impl HttpProbe {
     pub fn new() -> Self {
         // Health endpoints are the target's own: never through a proxy, never cached.
-        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(2).build().expect("HTTP client");
-        Self { client }
+        #[cfg(feature = "cloud")]
+        let probe = Self {
+            client: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(2).build().expect("HTTP client"),
+        };
+        #[cfg(not(feature = "cloud"))]
+        let probe = Self {};
+        probe
     }
 }
 
@@ -191,31 +201,101 @@ impl Default for HttpProbe {
     }
 }
 
+/// Why a request got no answer.
+enum Unanswered {
+    Timeout,
+    Refused,
+    Failed(String),
+}
+
+impl HttpProbe {
+    /// One request: the status and the body, within `timeout` in all.
+    #[cfg(feature = "cloud")]
+    async fn fetch(&self, method: http::Method, url: &str, timeout: Duration) -> Result<(u16, String), Unanswered> {
+        let started = std::time::Instant::now();
+        let response = self.client.request(method, url).timeout(timeout).send().await.map_err(|e| {
+            if e.is_timeout() {
+                Unanswered::Timeout
+            } else if e.is_connect() {
+                Unanswered::Refused
+            } else {
+                Unanswered::Failed(format!("request failed: {e}"))
+            }
+        })?;
+        let status = response.status().as_u16();
+        match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), response.text()).await {
+            Ok(Ok(body)) => Ok((status, body)),
+            Ok(Err(e)) => Err(Unanswered::Failed(format!("status {status}, body unreadable: {e}"))),
+            Err(_) => Err(Unanswered::Failed(format!("status {status}, body timed out"))),
+        }
+    }
+
+    /// One request over plain HTTP/1.1 (`hyper`'s client connection), within `timeout`.
+    #[cfg(not(feature = "cloud"))]
+    async fn fetch(&self, method: http::Method, url: &str, timeout: Duration) -> Result<(u16, String), Unanswered> {
+        use http_body_util::BodyExt;
+        let uri: http::Uri = url.parse().map_err(|e| Unanswered::Failed(format!("bad URL {url}: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(Unanswered::Failed(format!(
+                "{url}: this build of gantry checks plain http:// URLs only (it was built without the `cloud` feature)"
+            )));
+        }
+        let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_owned();
+        let authority = uri.authority().map_or_else(|| host.clone(), ToString::to_string);
+        let port = uri.port_u16().unwrap_or(80);
+        let path = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str).to_owned();
+        let exchange = async move {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    Unanswered::Refused
+                } else {
+                    Unanswered::Failed(format!("request failed: {e}"))
+                }
+            })?;
+            let failed = |e: hyper::Error| Unanswered::Failed(format!("request failed: {e}"));
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(failed)?;
+            let driver = tokio::spawn(connection);
+            let request = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(http::header::HOST, authority)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .map_err(|e| Unanswered::Failed(format!("request failed: {e}")))?;
+            let response = sender.send_request(request).await.map_err(failed)?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Unanswered::Failed(format!("status {status}, body unreadable: {e}")))?
+                .to_bytes();
+            driver.abort();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(Unanswered::Timeout))
+    }
+}
+
 impl Probe for HttpProbe {
     async fn probe(&self, check: &HealthCheck, url: &str) -> ProbeResult {
         let method = match check.method {
-            crate::config::HttpMethod::Get => reqwest::Method::GET,
-            crate::config::HttpMethod::Head => reqwest::Method::HEAD,
-            crate::config::HttpMethod::Post => reqwest::Method::POST,
+            crate::config::HttpMethod::Get => http::Method::GET,
+            crate::config::HttpMethod::Head => http::Method::HEAD,
+            crate::config::HttpMethod::Post => http::Method::POST,
         };
         let started = std::time::Instant::now();
         let timeout = check.timeout.get();
-        let response = match self.client.request(method, url).timeout(timeout).send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
+        let (status, body) = match self.fetch(method, url, timeout).await {
+            Ok(answer) => answer,
+            Err(Unanswered::Timeout) => {
                 return ProbeResult {
                     ok: false,
                     detail: format!("no answer within {}", humantime::format_duration(timeout)),
                 };
             }
-            Err(e) if e.is_connect() => return ProbeResult { ok: false, detail: "connection refused".into() },
-            Err(e) => return ProbeResult { ok: false, detail: format!("request failed: {e}") },
-        };
-        let status = response.status().as_u16();
-        let body = match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), response.text()).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => return ProbeResult { ok: false, detail: format!("status {status}, body unreadable: {e}") },
-            Err(_) => return ProbeResult { ok: false, detail: format!("status {status}, body timed out") },
+            Err(Unanswered::Refused) => return ProbeResult { ok: false, detail: "connection refused".into() },
+            Err(Unanswered::Failed(detail)) => return ProbeResult { ok: false, detail },
         };
         match judge(check, status, &body) {
             Ok(summary) => {

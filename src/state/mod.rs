@@ -14,6 +14,7 @@
 
 pub mod local;
 pub mod record;
+#[cfg(feature = "cloud")]
 pub mod s3;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub enum Store {
     Folder(local::Folder),
+    #[cfg(feature = "cloud")]
     S3(s3::S3Store),
 }
 
@@ -121,6 +123,7 @@ impl Store {
     pub async fn save(&self, deployment: &Deployment) -> Result<(), StateError> {
         match self {
             Self::Folder(f) => f.save(deployment),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.save(deployment).await,
         }
     }
@@ -129,6 +132,7 @@ impl Store {
     pub async fn list(&self) -> Result<Vec<Deployment>, StateError> {
         match self {
             Self::Folder(f) => f.list(),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.list().await,
         }
     }
@@ -136,6 +140,7 @@ impl Store {
     pub async fn read_lock(&self) -> Result<Option<Holder>, StateError> {
         match self {
             Self::Folder(f) => f.read_lock(),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.read_lock().await.map(|l| l.map(|(h, _)| h)),
         }
     }
@@ -144,6 +149,7 @@ impl Store {
     pub async fn acquire(&self, holder: &Holder) -> Result<Option<Holder>, LockError> {
         match self {
             Self::Folder(f) => f.acquire(holder),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.acquire(holder).await,
         }
     }
@@ -151,6 +157,7 @@ impl Store {
     pub async fn renew(&self, holder: &Holder) -> Result<(), LockError> {
         match self {
             Self::Folder(f) => f.renew(holder),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.renew(holder).await,
         }
     }
@@ -158,6 +165,7 @@ impl Store {
     pub async fn release(&self, holder: &Holder) -> Result<(), LockError> {
         match self {
             Self::Folder(f) => f.release(holder),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.release(holder).await,
         }
     }
@@ -166,6 +174,7 @@ impl Store {
     pub fn location(&self) -> String {
         match self {
             Self::Folder(f) => f.root().display().to_string(),
+            #[cfg(feature = "cloud")]
             Self::S3(s) => s.location(),
         }
     }

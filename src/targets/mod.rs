@@ -11,11 +11,20 @@
 //! `retire_old` makes the new version the stable one; `rollback` puts everything back
 //! on the stable version and removes the new one, from whatever state it finds.
 
+#[cfg(feature = "cloud")]
 pub mod appservice;
+#[cfg(feature = "cloud")]
 pub mod containerapps;
+#[cfg(feature = "cloud")]
 pub mod ecs;
+#[cfg(feature = "cloud")]
 pub mod lambda;
 pub mod local;
+#[cfg(feature = "cloud")]
+pub mod render;
+#[cfg(feature = "cloud")]
+pub mod rest;
+#[cfg(feature = "cloud")]
 pub mod static_site;
 
 use std::collections::BTreeMap;
@@ -71,9 +80,11 @@ pub struct Context<'a> {
     pub environment: &'a crate::config::Name,
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
-    /// The release store (`.gantry/releases/`), where every deployed release's zips are
-    /// kept: a kind that rolls back by deploying the previous release again reads it there.
-    pub release_store: &'a std::path::Path,
+    /// The environment's ledger records (oldest first), as read when the command started:
+    /// kinds whose platform cannot carry gantry's own labels tell releases apart with it.
+    pub ledger: &'a [crate::state::record::Deployment],
+    /// The release store (`.gantry/releases/` beside gantry.toml).
+    pub releases_dir: &'a std::path::Path,
 }
 
 /// What a cloud target needs to know of the environment it deploys in.
@@ -213,11 +224,40 @@ pub trait Target {
 /// Every target kind gantry can deploy, dispatched by one `match`.
 pub enum AnyTarget {
     Local(local::LocalTarget),
+    #[cfg(feature = "cloud")]
     Ecs(ecs::EcsTarget),
+    #[cfg(feature = "cloud")]
     Lambda(lambda::LambdaTarget),
+    #[cfg(feature = "cloud")]
     Static(static_site::StaticTarget),
+    #[cfg(feature = "cloud")]
+    Render(Box<render::RenderTarget>),
+    #[cfg(feature = "cloud")]
     AppService(appservice::AppServiceTarget),
+    #[cfg(feature = "cloud")]
     ContainerApps(containerapps::ContainerAppsTarget),
+}
+
+/// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
+/// one place the kinds are listed for dispatch (cloud kinds only with the `cloud` feature).
+macro_rules! each {
+    ($target:expr, $t:ident => $body:expr) => {
+        match $target {
+            AnyTarget::Local($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Ecs($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Lambda($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Static($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::Render($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::AppService($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::ContainerApps($t) => $body,
+        }
+    };
 }
 
 /// Builds the target `name` from its settings; `state_dir` is where a kind that keeps
@@ -230,12 +270,12 @@ pub fn build(
 ) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
     let missing = || TargetError::new(format!("target `{name}` has no [{}] settings", cfg.kind.key()));
-    let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
     match cfg.kind {
         TargetKind::Local => {
             let local = cfg.local.as_ref().ok_or_else(missing)?;
             Ok(AnyTarget::Local(local::LocalTarget::new(name, local, state_dir)?))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Ecs => {
             let e = cfg.ecs.as_ref().ok_or_else(missing)?;
             let repository = ctx
@@ -254,7 +294,9 @@ pub fn build(
             };
             Ok(AnyTarget::Ecs(ecs::EcsTarget::new(e, settings)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Lambda => {
+            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .lambda
                 .as_ref()
@@ -268,23 +310,45 @@ pub fn build(
                 )),
                 None => None,
             };
-            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env.clone(), image_repository)))
+            Ok(AnyTarget::Lambda(lambda::LambdaTarget::new(name, settings, env, image_repository)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Static => {
+            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .static_site
                 .as_ref()
                 .ok_or_else(|| TargetError::new(format!("target `{name}` has no [static] settings")))?;
             let blue_green = cfg.strategy.kind == crate::config::StrategyKind::BlueGreen;
-            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env.clone())))
+            Ok(AnyTarget::Static(static_site::StaticTarget::new(name, settings, blue_green, env)))
         }
+        #[cfg(feature = "cloud")]
+        TargetKind::Render => {
+            let settings = cfg.render.as_ref().ok_or_else(missing)?;
+            let image_repository = match &settings.image {
+                Some(image) => Some(ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
+                    TargetError::new(format!("target `{name}`: unknown image `{image}`"))
+                })?),
+                None => None,
+            };
+            Ok(AnyTarget::Render(Box::new(render::RenderTarget::new(
+                name,
+                settings,
+                image_repository,
+                ctx.ledger,
+                ctx.releases_dir.to_path_buf(),
+            ))))
+        }
+        #[cfg(feature = "cloud")]
         TargetKind::Appservice => {
             let settings = cfg.appservice.as_ref().ok_or_else(missing)?;
-            Ok(AnyTarget::AppService(appservice::AppServiceTarget::new(name, settings, ctx.release_store)))
+            Ok(AnyTarget::AppService(appservice::AppServiceTarget::new(name, settings, ctx.releases_dir)))
         }
+        #[cfg(feature = "cloud")]
         TargetKind::Containerapps => {
             let settings = cfg.containerapps.as_ref().ok_or_else(missing)?;
-            let registry = settings.registry.clone().or_else(|| ctx.env.registry.clone()).filter(|r| !r.trim().is_empty());
+            let registry =
+                settings.registry.clone().or_else(|| ctx.env.registry.clone()).filter(|r| !r.trim().is_empty());
             let image = match (ctx.config.images.get(&settings.image), registry) {
                 (None, _) => Err(format!("unknown image `{}`", settings.image)),
                 (Some(_), None) => Err("no registry to pull the image from".to_owned()),
@@ -292,166 +356,98 @@ pub fn build(
             };
             Ok(AnyTarget::ContainerApps(containerapps::ContainerAppsTarget::new(name, settings, image)))
         }
+        #[cfg(feature = "cloud")]
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `appservice` and `containerapps` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice` and `containerapps` targets; the other kinds come with their own issues")),
+        #[cfg(not(feature = "cloud"))]
+        other => {
+            let _ = ctx;
+            Err(TargetError::new(format!(
+                "target `{name}`: this build of gantry deploys `local` targets only, not `{}`",
+                other.key()
+            ))
+            .with_hint("it was built without the `cloud` feature: build gantry with its default features (`cargo build`)"))
+        }
     }
 }
 
 impl AnyTarget {
     /// Sends the target's progress lines to `progress` (kinds that have none ignore it).
     pub fn set_progress(&mut self, progress: Progress) {
+        #[cfg(feature = "cloud")]
         match self {
-            Self::Local(_) => {}
             Self::Ecs(t) => t.set_progress(progress),
+            Self::Render(t) => t.set_progress(progress),
             Self::AppService(t) => t.set_progress(progress),
             Self::ContainerApps(t) => t.set_progress(progress),
-            Self::Lambda(_) | Self::Static(_) => {}
+            _ => {}
         }
+        #[cfg(not(feature = "cloud"))]
+        let _ = progress;
     }
 
     /// Lines for `gantry plan` beyond the steps: how they map onto the platform and what a
     /// deploy of `release` would change there. Reads only.
     pub async fn plan_notes(&mut self, release: Option<&Release>) -> Result<Vec<String>, TargetError> {
+        #[cfg(feature = "cloud")]
         match self {
-            Self::Local(_) => Ok(Vec::new()),
-            Self::Ecs(t) => t.plan_notes(release).await,
-            Self::AppService(t) => t.plan_notes(release).await,
-            Self::ContainerApps(t) => t.plan_notes(release).await,
-            Self::Lambda(_) | Self::Static(_) => Ok(Vec::new()),
+            Self::Ecs(t) => return t.plan_notes(release).await,
+            Self::Render(t) => return t.plan_notes(release).await,
+            Self::AppService(t) => return t.plan_notes(release).await,
+            Self::ContainerApps(t) => return t.plan_notes(release).await,
+            _ => {}
         }
+        let _ = release;
+        Ok(Vec::new())
     }
 }
 
 impl Target for AnyTarget {
     fn replicas(&self) -> u32 {
-        match self {
-            Self::Local(t) => t.replicas(),
-            Self::Ecs(t) => t.replicas(),
-            Self::Lambda(t) => t.replicas(),
-            Self::Static(t) => t.replicas(),
-            Self::AppService(t) => t.replicas(),
-            Self::ContainerApps(t) => t.replicas(),
-        }
+        each!(self, t => t.replicas())
     }
 
     fn public_url(&self) -> String {
-        match self {
-            Self::Local(t) => t.public_url(),
-            Self::Ecs(t) => t.public_url(),
-            Self::Lambda(t) => t.public_url(),
-            Self::Static(t) => t.public_url(),
-            Self::AppService(t) => t.public_url(),
-            Self::ContainerApps(t) => t.public_url(),
-        }
+        each!(self, t => t.public_url())
     }
 
     fn step_detail(&self, step: &crate::rollout::Step) -> Option<String> {
-        match self {
-            Self::Local(t) => t.step_detail(step),
-            Self::Ecs(t) => t.step_detail(step),
-            Self::Lambda(t) => t.step_detail(step),
-            Self::Static(t) => t.step_detail(step),
-            Self::AppService(t) => t.step_detail(step),
-            Self::ContainerApps(t) => t.step_detail(step),
-        }
+        each!(self, t => t.step_detail(step))
     }
 
     fn new_version_url(&self, preview: &str) -> String {
-        match self {
-            Self::Local(t) => t.new_version_url(preview),
-            Self::Ecs(t) => t.new_version_url(preview),
-            Self::Lambda(t) => t.new_version_url(preview),
-            Self::Static(t) => t.new_version_url(preview),
-            Self::AppService(t) => t.new_version_url(preview),
-            Self::ContainerApps(t) => t.new_version_url(preview),
-        }
+        each!(self, t => t.new_version_url(preview))
     }
 
     async fn observe(&mut self) -> Result<Live, TargetError> {
-        match self {
-            Self::Local(t) => t.observe().await,
-            Self::Ecs(t) => t.observe().await,
-            Self::Lambda(t) => t.observe().await,
-            Self::Static(t) => t.observe().await,
-            Self::AppService(t) => t.observe().await,
-            Self::ContainerApps(t) => t.observe().await,
-        }
+        each!(self, t => t.observe().await)
     }
 
     async fn start_new(&mut self, release: &Release, replicas: u32) -> Result<String, TargetError> {
-        match self {
-            Self::Local(t) => t.start_new(release, replicas).await,
-            Self::Ecs(t) => t.start_new(release, replicas).await,
-            Self::Lambda(t) => t.start_new(release, replicas).await,
-            Self::Static(t) => t.start_new(release, replicas).await,
-            Self::AppService(t) => t.start_new(release, replicas).await,
-            Self::ContainerApps(t) => t.start_new(release, replicas).await,
-        }
+        each!(self, t => t.start_new(release, replicas).await)
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.shift(percent).await,
-            Self::Ecs(t) => t.shift(percent).await,
-            Self::Lambda(t) => t.shift(percent).await,
-            Self::Static(t) => t.shift(percent).await,
-            Self::AppService(t) => t.shift(percent).await,
-            Self::ContainerApps(t) => t.shift(percent).await,
-        }
+        each!(self, t => t.shift(percent).await)
     }
 
     async fn replace(&mut self, old: u32) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.replace(old).await,
-            Self::Ecs(t) => t.replace(old).await,
-            Self::Lambda(t) => t.replace(old).await,
-            Self::Static(t) => t.replace(old).await,
-            Self::AppService(t) => t.replace(old).await,
-            Self::ContainerApps(t) => t.replace(old).await,
-        }
+        each!(self, t => t.replace(old).await)
     }
 
     async fn retire_old(&mut self) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.retire_old().await,
-            Self::Ecs(t) => t.retire_old().await,
-            Self::Lambda(t) => t.retire_old().await,
-            Self::Static(t) => t.retire_old().await,
-            Self::AppService(t) => t.retire_old().await,
-            Self::ContainerApps(t) => t.retire_old().await,
-        }
+        each!(self, t => t.retire_old().await)
     }
 
     async fn rollback(&mut self) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.rollback().await,
-            Self::Ecs(t) => t.rollback().await,
-            Self::Lambda(t) => t.rollback().await,
-            Self::Static(t) => t.rollback().await,
-            Self::AppService(t) => t.rollback().await,
-            Self::ContainerApps(t) => t.rollback().await,
-        }
+        each!(self, t => t.rollback().await)
     }
 
     async fn alarms(&self) -> Result<Vec<String>, TargetError> {
-        match self {
-            Self::Local(t) => t.alarms().await,
-            Self::Ecs(t) => t.alarms().await,
-            Self::Lambda(t) => t.alarms().await,
-            Self::Static(t) => t.alarms().await,
-            Self::AppService(t) => t.alarms().await,
-            Self::ContainerApps(t) => t.alarms().await,
-        }
+        each!(self, t => t.alarms().await)
     }
 
     async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
-        match self {
-            Self::Local(t) => t.preflight(release).await,
-            Self::Ecs(t) => t.preflight(release).await,
-            Self::Lambda(t) => t.preflight(release).await,
-            Self::Static(t) => t.preflight(release).await,
-            Self::AppService(t) => t.preflight(release).await,
-            Self::ContainerApps(t) => t.preflight(release).await,
-        }
+        each!(self, t => t.preflight(release).await)
     }
 }

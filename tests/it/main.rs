@@ -1,5 +1,8 @@
 //! The one integration-test binary: each module drives the real `gantry` binary or
 //! the library against real files, git repositories and tools.
+//!
+//! They need the full build: `cargo test` runs them with the default features (`cloud`).
+#![cfg(feature = "cloud")]
 
 mod azure;
 mod cli;
@@ -20,6 +23,7 @@ mod pipeline;
 mod proxy;
 mod publish;
 mod release;
+mod render_api;
 mod services;
 mod stand_in;
 mod state;

@@ -13,12 +13,13 @@ use crate::config::values::Name;
 pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     check_provider(name, t)?;
     check_references(t, cfg)?;
-    check_strategy(&t.strategy)?;
+    check_strategy(&t.strategy, t.kind)?;
     if let Some(ecs) = &t.ecs {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
     check_serverless(t)?;
     check_appservice(t)?;
+    check_render(t)?;
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
     }
@@ -146,6 +147,34 @@ fn check_appservice(t: &Target) -> Result<(), Issue> {
     .hint("use `blue-green` (a deployment slot swapped into production) or `all-at-once` (deployed straight to production, or by a slot swap when the plan has slots)"))
 }
 
+/// Render: one live deploy per service, replaced all at once when the next one goes live, so
+/// the only strategy is `all-at-once` (with an optional `bake`); the poll interval is not 0.
+fn check_render(t: &Target) -> Result<(), Issue> {
+    let Some(render) = t.render.as_ref().filter(|_| t.kind == TargetKind::Render) else { return Ok(()) };
+    if t.strategy.kind != StrategyKind::AllAtOnce {
+        return Err(Issue::new(
+            KeyPath::new().key("strategy").key("type"),
+            format!("a Render service cannot take a `{}` strategy", strategy_name(t.strategy.kind)),
+        )
+        .hint(
+            "Render runs one live deploy per service and moves all traffic to a new one when it goes live: \
+             use `type = \"all-at-once\"` (add `bake = \"5m\"` to watch it before it counts as done)",
+        ));
+    }
+    if render.poll_interval.is_some_and(|d| d.get().is_zero()) {
+        return Err(Issue::new(
+            KeyPath::new().key("render").key("poll_interval"),
+            "`poll_interval` must be longer than 0s",
+        )
+        .hint("write e.g. `poll_interval = \"5s\"`"));
+    }
+    if render.service.trim().is_empty() {
+        return Err(Issue::new(KeyPath::new().key("render").key("service"), "`service` is empty")
+            .hint("the service id, e.g. `srv-d0abc123` (shown in the Render Dashboard)"));
+    }
+    Ok(())
+}
+
 fn check_references(t: &Target, cfg: &Config) -> Result<(), Issue> {
     let key = t.kind.key();
     let (artifact, image) = match t.kind {
@@ -195,16 +224,18 @@ fn strategy_name(kind: StrategyKind) -> &'static str {
     }
 }
 
-fn check_strategy(s: &StrategyConfig) -> Result<(), Issue> {
-    use StrategyKind::{BlueGreen, Canary, Linear, Rolling};
+fn check_strategy(s: &StrategyConfig, target: TargetKind) -> Result<(), Issue> {
+    use StrategyKind::{AllAtOnce, BlueGreen, Canary, Linear, Rolling};
     let at = KeyPath::new().key("strategy");
     let kind = strategy_name(s.kind);
+    // A Render deploy is all-at-once, and its bake watches the live service after the cutover.
+    let bake: &[StrategyKind] = if target == TargetKind::Render { &[AllAtOnce] } else { &[BlueGreen, Canary, Linear] };
     // Each optional key, whether it is set, and the types it applies to.
     let keys: [(&str, bool, &[StrategyKind]); 5] = [
         ("batch", s.batch.is_some(), &[Rolling]),
         ("steps", s.steps.is_some(), &[Canary]),
         ("increment", s.increment.is_some(), &[Linear]),
-        ("bake", s.bake.is_some(), &[BlueGreen, Canary, Linear]),
+        ("bake", s.bake.is_some(), bake),
         ("keep_previous", s.keep_previous.is_some(), &[BlueGreen]),
     ];
     for (key, set, types) in keys {
@@ -445,6 +476,24 @@ mod tests {
         assert_eq!(path(with(", desired_count = 0", "{ type = 'rolling', batch = 1 }")), "ecs.desired_count");
         assert_eq!(path(with(", run_before = []", "{ type = 'rolling', batch = 1 }")), "ecs.run_before");
         assert_eq!(path(with(", green_service = 's'", "{ type = 'rolling', batch = 1 }")), "ecs.green_service");
+    }
+
+    #[test]
+    fn render_services_cut_over_all_at_once() {
+        let with = |strategy: &str, extra: &str| {
+            check(&format!("kind = 'render'\nstrategy = {strategy}\nrender = {{ service = 'srv-1'{extra} }}\n"))
+        };
+        assert_eq!(with("{ type = 'all-at-once' }", ""), Ok(()));
+        assert_eq!(with("{ type = 'all-at-once', bake = '1m' }", ", image = 'img'"), Ok(()));
+        let issue = with("{ type = 'blue-green' }", "").unwrap_err();
+        assert_eq!(issue.path.to_string(), "strategy.type");
+        assert!(issue.hint.unwrap().contains("all-at-once"));
+        assert_eq!(path(with("{ type = 'canary', steps = [10, 100] }", "")), "strategy.type");
+        assert_eq!(path(with("{ type = 'rolling', batch = 1 }", "")), "strategy.type");
+        assert_eq!(path(with("{}", ", poll_interval = '0s'")), "render.poll_interval");
+        assert_eq!(path(with("{}", ", image = 'nope'")), "render.image");
+        // Elsewhere all-at-once still takes no bake.
+        assert_eq!(path(check(&format!("{ECS}strategy = {{ bake = '1m' }}\n"))), "strategy.bake");
     }
 
     #[test]
