@@ -6,6 +6,8 @@
 pub mod app;
 #[cfg(feature = "cloud")]
 pub mod aws;
+#[cfg(feature = "cloud")]
+pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -76,12 +76,15 @@ impl<'a> EnvContext<'a> {
                 | TargetKind::Static
                 | TargetKind::Render
                 | TargetKind::Kubernetes
+                | TargetKind::Appservice
+                | TargetKind::Containerapps
         ) {
             // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
             return Err(Error::Usage {
                 message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
                 hint: Some(
-                    "this version deploys `local`, `ecs`, `lambda`, `static`, `render` and `kubernetes` targets".into(),
+                    "this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice`, `containerapps` and `kubernetes` targets"
+                        .into(),
                 ),
             });
         }

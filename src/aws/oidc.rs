@@ -14,7 +14,8 @@
 //! front of it and asks again when it sees the expiry near.
 //!
 //! No token, key or session token is ever logged or put in an error: `Secret` prints as
-//! `***`, and HTTP errors are stripped of their URL.
+//! `***`, and HTTP errors are stripped of their URL. The ID token request itself is
+//! `crate::github::oidc`, shared with Azure's federated credentials.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,24 +30,7 @@ pub const AUDIENCE: &str = "sts.amazonaws.com";
 /// lifetime, when that is shorter).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
-/// A string that never prints.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::github::oidc::Secret;
 
 /// What the provider needs; `from_env` reads it in Actions.
 #[derive(Debug, Clone)]
@@ -64,9 +48,7 @@ impl OidcSettings {
     /// `Err` names what is missing (the workflow lacks `permissions: id-token: write`).
     pub fn from_env(role_arn: &str) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (Some(request_url), Some(request_token)) =
-            (var("ACTIONS_ID_TOKEN_REQUEST_URL"), var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))
-        else {
+        let Some(request) = crate::github::oidc::TokenRequest::from_env() else {
             return Err(format!(
                 "cannot assume {role_arn} with GitHub OIDC: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set; give the job `permissions: id-token: write`"
             ));
@@ -80,8 +62,8 @@ impl OidcSettings {
             .collect();
         let duration = var("GANTRY_AWS_SESSION_DURATION").and_then(|d| humantime::parse_duration(&d).ok());
         Ok(Self {
-            request_url,
-            request_token: Secret::new(request_token),
+            request_url: request.url,
+            request_token: request.token,
             role_arn: role_arn.to_owned(),
             session_name,
             duration,
@@ -174,53 +156,11 @@ impl OidcCredentials {
         Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), Some(expiry), "GitHubOidc"))
     }
 
-    /// A new ID token from the runner's token service.
+    /// A new ID token from the runner's token service (`github::oidc`).
     async fn id_token(&self) -> Result<Secret, CredentialsError> {
         let s = &self.inner.settings;
-        let mut url = reqwest::Url::parse(&s.request_url).map_err(|e| {
-            CredentialsError::invalid_configuration(format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"))
-        })?;
-        url.query_pairs_mut().append_pair("audience", AUDIENCE);
-        let mut last = String::new();
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-            }
-            let response = self
-                .inner
-                .http
-                .get(url.clone())
-                .bearer_auth(s.request_token.expose())
-                .header("Accept", "application/json")
-                .send()
-                .await;
-            match response {
-                Ok(r) if r.status().is_success() => {
-                    #[derive(serde::Deserialize)]
-                    struct Answer {
-                        value: String,
-                    }
-                    let answer: Answer = r.json().await.map_err(|e| {
-                        CredentialsError::provider_error(format!(
-                            "the GitHub OIDC token service answered without a token: {}",
-                            e.without_url()
-                        ))
-                    })?;
-                    return Ok(Secret::new(answer.value));
-                }
-                Ok(r) if r.status().is_server_error() || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                    last = format!("HTTP {}", r.status());
-                }
-                Ok(r) => {
-                    return Err(CredentialsError::provider_error(format!(
-                        "the GitHub OIDC token service refused the request: HTTP {}",
-                        r.status()
-                    )));
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-        }
-        Err(CredentialsError::provider_error(format!("cannot reach the GitHub OIDC token service: {last}")))
+        let request = crate::github::oidc::TokenRequest { url: s.request_url.clone(), token: s.request_token.clone() };
+        request.id_token(&self.inner.http, AUDIENCE).await.map_err(CredentialsError::provider_error)
     }
 }
 

@@ -511,17 +511,28 @@ pub struct StaticTarget {
     pub preview_url: String,
 }
 
-/// `kind = "appservice"`.
+/// `kind = "appservice"`: an Azure App Service app, zip-deployed through Kudu's OneDeploy.
+/// On a plan with deployment slots (Standard and up) and a `slot` named, the release goes
+/// to the slot, is gated there and swapped into production; otherwise (Free, Shared, Basic
+/// plans) it is deployed straight to production, gated on health, and a failure redeploys
+/// the previous release. `gantry plan` says which applies.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppServiceTarget {
+    /// Azure subscription id (a GUID).
     pub subscription: String,
     pub resource_group: String,
+    /// The app's name (`NAME.azurewebsites.net`).
     pub app: String,
+    /// Artifact deployed as the app's zip package.
     pub artifact: Name,
-    /// Deployment slot for blue-green (plans with slots only).
+    /// Deployment slot for blue-green, e.g. `staging` (used when the plan has slots).
     #[serde(default)]
     pub slot: Option<String>,
+    /// URL users reach the app on, e.g. its custom domain: `{url}` in health checks once the
+    /// release is live. Default: `https://` and the app's default host name.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `kind = "staticwebapp"`.
@@ -535,14 +546,30 @@ pub struct StaticWebAppTarget {
     pub token_env: Option<String>,
 }
 
-/// `kind = "containerapps"`.
+/// `kind = "containerapps"`: an Azure Container App in multiple-revision mode. Each release
+/// becomes a revision running the release's image, gated on the revision's own FQDN, then
+/// given traffic by the strategy's weights.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerAppsTarget {
+    /// Azure subscription id (a GUID).
     pub subscription: String,
     pub resource_group: String,
+    /// The container app's name.
     pub app: String,
+    /// Image under `[images]`: the revision runs `REGISTRY/REPOSITORY:VERSION`.
     pub image: Name,
+    /// Container of the app's template that runs the image. Default: its first container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Registry host the app pulls from, e.g. `acme.azurecr.io`. Default: the environment's
+    /// `registry`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// URL users reach the app on: `{url}` in health checks once users are routed. Default:
+    /// `https://` and the app's ingress FQDN.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `kind = "render"`: a Render web or private service, deployed through Render's REST API

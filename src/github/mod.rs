@@ -10,6 +10,7 @@
 //! `releases.rs` holds releases and assets, `deployments.rs` deployments and their statuses.
 
 pub mod deployments;
+pub mod oidc;
 pub mod releases;
 
 use std::time::Duration;

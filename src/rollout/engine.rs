@@ -246,7 +246,11 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
                 Step::Bake { duration } | Step::KeepPrevious { duration } => {
                     // The new version's own endpoint: at a canary's 10% the live one reaches it in 1
                     // check of 10, so a failing canary would seldom fail twice in a row there.
-                    let url = if preview.is_empty() { self.target.public_url() } else { preview.clone() };
+                    let url = if preview.is_empty() {
+                        self.target.public_url()
+                    } else {
+                        self.target.new_version_url(preview)
+                    };
                     self.gate(&target_name, &phase, url, Mode::Watch(*duration), deadline + *duration, true).await
                 }
                 Step::Shift { percent } => {

@@ -12,6 +12,10 @@
 //! on the stable version and removes the new one, from whatever state it finds.
 
 #[cfg(feature = "cloud")]
+pub mod appservice;
+#[cfg(feature = "cloud")]
+pub mod containerapps;
+#[cfg(feature = "cloud")]
 pub mod ecs;
 #[cfg(feature = "cloud")]
 pub mod kubernetes;
@@ -174,6 +178,13 @@ pub trait Target {
         None
     }
 
+    /// Where the new version answers alone now, given the preview `start_new` returned:
+    /// bakes watch it. The preview itself, unless a switch moved the new version (an App
+    /// Service slot swap puts it on production and the old one in the slot).
+    fn new_version_url(&self, preview: &str) -> String {
+        preview.to_owned()
+    }
+
     /// What runs now.
     async fn observe(&mut self) -> Result<Live, TargetError>;
 
@@ -225,6 +236,10 @@ pub enum AnyTarget {
     Kubernetes(kubernetes::KubernetesTarget),
     #[cfg(feature = "cloud")]
     Render(Box<render::RenderTarget>),
+    #[cfg(feature = "cloud")]
+    AppService(appservice::AppServiceTarget),
+    #[cfg(feature = "cloud")]
+    ContainerApps(containerapps::ContainerAppsTarget),
 }
 
 /// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
@@ -243,6 +258,10 @@ macro_rules! each {
             AnyTarget::Render($t) => $body,
             #[cfg(feature = "cloud")]
             AnyTarget::Kubernetes($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::AppService($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::ContainerApps($t) => $body,
         }
     };
 }
@@ -346,8 +365,25 @@ pub fn build(
             ))))
         }
         #[cfg(feature = "cloud")]
+        TargetKind::Appservice => {
+            let settings = cfg.appservice.as_ref().ok_or_else(missing)?;
+            Ok(AnyTarget::AppService(appservice::AppServiceTarget::new(name, settings, ctx.releases_dir)))
+        }
+        #[cfg(feature = "cloud")]
+        TargetKind::Containerapps => {
+            let settings = cfg.containerapps.as_ref().ok_or_else(missing)?;
+            let registry =
+                settings.registry.clone().or_else(|| ctx.env.registry.clone()).filter(|r| !r.trim().is_empty());
+            let image = match (ctx.config.images.get(&settings.image), registry) {
+                (None, _) => Err(format!("unknown image `{}`", settings.image)),
+                (Some(_), None) => Err("no registry to pull the image from".to_owned()),
+                (Some(i), Some(r)) => Ok(format!("{}/{}", r.trim_end_matches('/'), i.repository)),
+            };
+            Ok(AnyTarget::ContainerApps(containerapps::ContainerAppsTarget::new(name, settings, image)))
+        }
+        #[cfg(feature = "cloud")]
         other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `render` and `kubernetes` targets; the other kinds come with their own issues")),
+            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice`, `containerapps` and `kubernetes` targets; the other kinds come with their own issues")),
         #[cfg(not(feature = "cloud"))]
         other => {
             let _ = ctx;
@@ -368,6 +404,8 @@ impl AnyTarget {
             Self::Ecs(t) => t.set_progress(progress),
             Self::Kubernetes(t) => t.set_progress(progress),
             Self::Render(t) => t.set_progress(progress),
+            Self::AppService(t) => t.set_progress(progress),
+            Self::ContainerApps(t) => t.set_progress(progress),
             _ => {}
         }
         #[cfg(not(feature = "cloud"))]
@@ -382,6 +420,8 @@ impl AnyTarget {
             Self::Ecs(t) => return t.plan_notes(release).await,
             Self::Render(t) => return t.plan_notes(release).await,
             Self::Kubernetes(t) => return t.plan_notes(release).await,
+            Self::AppService(t) => return t.plan_notes(release).await,
+            Self::ContainerApps(t) => return t.plan_notes(release).await,
             _ => {}
         }
         let _ = release;
@@ -400,6 +440,10 @@ impl Target for AnyTarget {
 
     fn step_detail(&self, step: &crate::rollout::Step) -> Option<String> {
         each!(self, t => t.step_detail(step))
+    }
+
+    fn new_version_url(&self, preview: &str) -> String {
+        each!(self, t => t.new_version_url(preview))
     }
 
     async fn observe(&mut self) -> Result<Live, TargetError> {

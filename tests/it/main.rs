@@ -4,6 +4,7 @@
 //! They need the full build: `cargo test` runs them with the default features (`cloud`).
 #![cfg(feature = "cloud")]
 
+mod azure;
 mod cli;
 mod cloudwatch;
 mod codepipeline;

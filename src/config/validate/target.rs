@@ -20,6 +20,7 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
     check_serverless(t)?;
+    check_appservice(t)?;
     check_render(t)?;
     if let Some(k8s) = &t.kubernetes {
         check_kubernetes(k8s, t.strategy.kind)?;
@@ -128,6 +129,27 @@ fn check_serverless(t: &Target) -> Result<(), Issue> {
         }
         _ => Ok(()),
     }
+}
+
+/// An App Service app moves all at once (a direct deploy) or by a slot swap (blue-green):
+/// it has no replicas to roll and no traffic split to step through.
+fn check_appservice(t: &Target) -> Result<(), Issue> {
+    if t.kind == TargetKind::Containerapps && t.strategy.kind == StrategyKind::Rolling {
+        return Err(Issue::new(
+            KeyPath::new().key("strategy").key("type"),
+            "a container app moves between revisions by traffic weights, not by rolling replicas",
+        )
+        .hint("use `canary`, `linear`, `blue-green` or `all-at-once`"));
+    }
+    if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen)
+    {
+        return Ok(());
+    }
+    Err(Issue::new(
+        KeyPath::new().key("strategy").key("type"),
+        format!("an App Service app cannot take a `{}` strategy", strategy_name(t.strategy.kind)),
+    )
+    .hint("use `blue-green` (a deployment slot swapped into production) or `all-at-once` (deployed straight to production, or by a slot swap when the plan has slots)"))
 }
 
 /// Render: one live deploy per service, replaced all at once when the next one goes live, so
