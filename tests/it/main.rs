@@ -29,3 +29,4 @@ mod stand_in;
 mod state;
 mod static_site;
 mod support;
+mod waves;
