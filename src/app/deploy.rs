@@ -21,6 +21,11 @@ pub(crate) struct EnvContext<'a> {
     pub loaded: &'a config::Loaded,
     pub name: &'a config::Name,
     pub targets: Vec<(&'a config::Name, &'a config::Target)>,
+    /// The targets grouped into deploy waves (one wave unless the environment spans regions
+    /// or lists `waves`).
+    pub waves: Vec<config::waves::Wave<'a>>,
+    /// How long the finished waves are watched before the next wave starts.
+    pub wave_bake: Duration,
     pub store: Store,
     /// The approval the production gate verified (kept in each ledger record).
     pub approval: Option<serde_json::Value>,
@@ -59,11 +64,22 @@ impl<'a> EnvContext<'a> {
                 hint: Some(format!("list them in `targets = [...]` under [environments.{name}]")),
             });
         }
+        let waves = config::waves::plan(environment, &targets);
+        let wave_bake = environment.wave_bake.map_or(Duration::ZERO, |d| d.get());
         let store = open_store(loaded, name, environment).await?;
         // Only kinds that read it need the ledger here; the commands read it again as they go.
         let needs_ledger = targets.iter().any(|(_, t)| t.kind == config::TargetKind::Render);
         let ledger = if needs_ledger { store.list().await.map_err(DeployError::from)? } else { Vec::new() };
-        Ok(Self { loaded, name, targets, store, approval: None, ledger })
+        Ok(Self { loaded, name, targets, waves, wave_bake, store, approval: None, ledger })
+    }
+
+    /// The settings of target `name` (one of `targets`).
+    fn target_config(&self, name: &config::Name) -> &'a config::Target {
+        self.targets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, cfg)| *cfg)
+            .expect("waves hold the environment's targets")
     }
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
@@ -359,7 +375,17 @@ fn warn_taken_over(lock: &state::Lock, printer: &Printer) {
     }
 }
 
-/// With the lock held: recover, then deploy `release` to every target in order.
+/// A target this run moved, and what to put back if a later one fails.
+struct Moved<'a> {
+    name: &'a config::Name,
+    cfg: &'a config::Target,
+    previous: Option<ReleaseRef>,
+    wave: usize,
+}
+
+/// With the lock held: recover, then deploy `release` wave by wave, each wave's targets in
+/// order, baking the finished waves between waves. When a target (or a bake) fails, every
+/// target this run moved goes back, last first.
 async fn deploy_locked(
     ctx: &EnvContext<'_>,
     release: &Release,
@@ -371,56 +397,178 @@ async fn deploy_locked(
     recover(ctx, printer).await?;
     let records = ctx.store.list().await.map_err(DeployError::from)?;
     let reporter = DeployReporter::new(printer);
+    let emit = |e: rollout::Event| reporter.event(&e);
     // Every target checks the release first, and makes the checks `plan` makes (the
     // release's image exists, the platform is set up as configured), so a bad release or
-    // setup is found before anything moves on any target.
+    // setup is found before anything moves on any target, in any wave.
     for &(name, cfg) in &ctx.targets {
         let mut target = ctx.build_target(name, cfg)?;
         let fail = |e| DeployError::Target { target: name.to_string(), source: e };
         target.preflight(release).await.map_err(fail)?;
         target.plan_notes(Some(release)).await.map_err(fail)?;
     }
-    let mut done: Vec<(&config::Name, &config::Target, Option<ReleaseRef>)> = Vec::new();
-    for &(name, cfg) in &ctx.targets {
-        let history = state::target_history(&records, name.as_str());
-        let previous = history.live.map(|d| d.release.clone());
-        let mut target = ctx.build_target(name, cfg)?;
-        let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
-        if previous.as_ref().is_some_and(|p| p.digest == release.digest)
-            && live.stable.as_ref().is_some_and(|s| s.digest == release.digest)
-            && live.new.is_none()
-        {
-            reporter.unchanged(name.as_str(), &release.version.to_string());
+    let count = ctx.waves.len();
+    // Wave events only where there are waves to tell apart.
+    let multi = count > 1;
+    let mut moved: Vec<Moved<'_>> = Vec::new();
+    // Every target of the finished waves, moved or already on the release: what bakes watch.
+    let mut finished: Vec<(&config::Name, &config::Target)> = Vec::new();
+    for wave in &ctx.waves {
+        let wave_started = std::time::Instant::now();
+        let label = wave.label(count);
+        if multi {
+            emit(rollout::Event::WaveStarted {
+                wave: wave.number,
+                waves: count,
+                region: wave.region.clone(),
+                targets: wave.targets.iter().map(ToString::to_string).collect(),
+            });
+        }
+        for &name in &wave.targets {
+            let cfg = ctx.target_config(name);
+            let history = state::target_history(&records, name.as_str());
+            let previous = history.live.map(|d| d.release.clone());
+            let mut target = ctx.build_target(name, cfg)?;
+            let live =
+                target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
+            if previous.as_ref().is_some_and(|p| p.digest == release.digest)
+                && live.stable.as_ref().is_some_and(|s| s.digest == release.digest)
+                && live.new.is_none()
+            {
+                reporter.unchanged(name.as_str(), &release.version.to_string());
+                finished.push((name, cfg));
+                continue;
+            }
+            let steps = match &fast_path {
+                Some(_) => plan::fast_path(target.replicas()),
+                None => plan::steps(&cfg.strategy, target.replicas()),
+            };
+            let strategy = if fast_path.is_some() { "fast-path" } else { strategy_name(cfg) };
+            let mut record = engine::new_record(
+                ctx.name.as_str(),
+                name.as_str(),
+                kind,
+                release,
+                previous.clone(),
+                strategy,
+                &user(),
+            );
+            record.approval.clone_from(&ctx.approval);
+            record.wave = multi.then_some(wave.number);
+            let outcome = run_engine(
+                ctx,
+                &mut target,
+                cfg,
+                &mut record,
+                Job::Run { release, steps: &steps },
+                &reporter,
+                cancel.clone(),
+            )
+            .await;
+            if outcome == Outcome::Succeeded {
+                moved.push(Moved { name, cfg, previous, wave: wave.number });
+                finished.push((name, cfg));
+                continue;
+            }
+            if !multi {
+                undo(ctx, &moved, &reporter).await;
+                return Err(outcome_error(ctx, release, &record, outcome, None).into());
+            }
+            let why = outcome_reason(&outcome);
+            emit(rollout::Event::WaveFinished {
+                wave: wave.number,
+                waves: count,
+                region: wave.region.clone(),
+                ok: false,
+                elapsed_ms: elapsed_ms(wave_started),
+                detail: Some(format!("target `{name}`: {why}")),
+            });
+            let undone = roll_back_waves(ctx, &moved, wave.number, &why, &reporter).await;
+            let waves = WaveFailure { label: label.clone(), undone };
+            return Err(outcome_error(ctx, release, &record, outcome, Some(waves)).into());
+        }
+        if !multi {
             continue;
         }
-        let steps = match &fast_path {
-            Some(_) => plan::fast_path(target.replicas()),
-            None => plan::steps(&cfg.strategy, target.replicas()),
-        };
-        let strategy = if fast_path.is_some() { "fast-path" } else { strategy_name(cfg) };
-        let mut record =
-            engine::new_record(ctx.name.as_str(), name.as_str(), kind, release, previous.clone(), strategy, &user());
-        record.approval.clone_from(&ctx.approval);
-        let outcome = run_engine(
-            ctx,
-            &mut target,
-            cfg,
-            &mut record,
-            Job::Run { release, steps: &steps },
-            &reporter,
-            cancel.clone(),
-        )
-        .await;
-        match outcome {
-            Outcome::Succeeded => done.push((name, cfg, previous)),
-            failed => {
-                undo(ctx, &done, &reporter).await;
-                return Err(outcome_error(ctx, release, &record, failed).into());
-            }
+        emit(rollout::Event::WaveFinished {
+            wave: wave.number,
+            waves: count,
+            region: wave.region.clone(),
+            ok: true,
+            elapsed_ms: elapsed_ms(wave_started),
+            detail: None,
+        });
+        if wave.number == count || ctx.wave_bake.is_zero() || kind == Kind::Rollback {
+            continue;
+        }
+        if let Err(failure) = bake_waves(ctx, wave.number, &finished, &reporter, cancel.clone()).await {
+            let reason = format!("the bake after {label} failed: {failure}");
+            let undone = roll_back_waves(ctx, &moved, wave.number, &reason, &reporter).await;
+            return Err(wave_bake_error(ctx, release, &failure, &label, undone).into());
         }
     }
     reporter.done(ctx.name.as_str(), &release.version.to_string());
     Ok(())
+}
+
+/// The bake after wave `number`: every finished target watched at once on its live URL.
+async fn bake_waves(
+    ctx: &EnvContext<'_>,
+    number: usize,
+    finished: &[(&config::Name, &config::Target)],
+    reporter: &DeployReporter<'_>,
+    cancel: Cancel,
+) -> Result<(), rollout::wave::BakeFailure> {
+    let emit = |e: rollout::Event| reporter.event(&e);
+    let mut built = Vec::new();
+    for &(name, cfg) in finished {
+        match ctx.build_target(name, cfg) {
+            Ok(target) => built.push((name, cfg, target)),
+            Err(e) => {
+                return Err(rollout::wave::BakeFailure::Unhealthy { target: name.to_string(), reason: e.to_string() });
+            }
+        }
+    }
+    let watched: Vec<_> = built
+        .iter()
+        .map(|(name, cfg, target)| rollout::wave::Watched { name: name.as_str(), target, checks: &cfg.health })
+        .collect();
+    emit(rollout::Event::WaveBakeStarted {
+        wave: number,
+        waves: ctx.waves.len(),
+        targets: finished.iter().map(|(n, _)| n.to_string()).collect(),
+        duration_ms: u64::try_from(ctx.wave_bake.as_millis()).unwrap_or(u64::MAX),
+    });
+    let started = std::time::Instant::now();
+    let probe = HttpProbe::new();
+    let result = rollout::wave::bake(&probe, &watched, ctx.wave_bake, cancel, &emit).await;
+    emit(rollout::Event::WaveBakeFinished {
+        wave: number,
+        ok: result.is_ok(),
+        elapsed_ms: elapsed_ms(started),
+        detail: result.as_ref().err().map(ToString::to_string),
+    });
+    result
+}
+
+/// A later wave (or a bake) failed: announce which targets go back, then undo them.
+async fn roll_back_waves(
+    ctx: &EnvContext<'_>,
+    moved: &[Moved<'_>],
+    failed_wave: usize,
+    reason: &str,
+    reporter: &DeployReporter<'_>,
+) -> Vec<Undone> {
+    reporter.event(&rollout::Event::WavesRollingBack {
+        failed_wave,
+        reason: reason.to_owned(),
+        targets: moved.iter().rev().map(|m| m.name.to_string()).collect(),
+    });
+    undo(ctx, moved, reporter).await
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What the engine is asked to do: run steps toward a release, or resume a record.
@@ -474,23 +622,47 @@ async fn run_engine(
     outcome
 }
 
-/// Targets this run moved before a later one failed go back to what they ran before.
-async fn undo(
-    ctx: &EnvContext<'_>,
-    done: &[(&config::Name, &config::Target, Option<ReleaseRef>)],
-    reporter: &DeployReporter<'_>,
-) {
-    for (name, cfg, previous) in done.iter().rev() {
-        let Some(previous) = previous else { continue };
-        let Ok(release) = releases::find(ctx.loaded, &previous.version.to_string(), Some(&previous.digest)) else {
+/// What became of one moved target when a later one failed.
+struct Undone {
+    target: String,
+    wave: usize,
+    /// `back on 1.0.0`, `nothing was live before: left on 1.1.0`, or why it failed.
+    what: String,
+    ok: bool,
+}
+
+/// Targets this run moved before a later one failed go back to what they ran before, last
+/// first.
+async fn undo(ctx: &EnvContext<'_>, moved: &[Moved<'_>], reporter: &DeployReporter<'_>) -> Vec<Undone> {
+    let mut undone = Vec::new();
+    for m in moved.iter().rev() {
+        let (name, cfg) = (m.name, m.cfg);
+        let mut note = |what: String, ok: bool| {
+            undone.push(Undone { target: name.to_string(), wave: m.wave, what, ok });
+        };
+        let Some(previous) = &m.previous else {
+            note("nothing was live before, so nothing to go back to: left as deployed".into(), true);
             continue;
         };
-        let Ok(mut target) = ctx.build_target(name, cfg) else { continue };
+        let release = match releases::find(ctx.loaded, &previous.version.to_string(), Some(&previous.digest)) {
+            Ok(release) => release,
+            Err(e) => {
+                note(format!("cannot find release {} to go back to: {e}", previous.version), false);
+                continue;
+            }
+        };
+        let mut target = match ctx.build_target(name, cfg) {
+            Ok(target) => target,
+            Err(e) => {
+                note(e.to_string(), false);
+                continue;
+            }
+        };
         let steps = plan::fast_path(target.replicas());
         let mut record =
             engine::new_record(ctx.name.as_str(), name.as_str(), Kind::Rollback, &release, None, "fast-path", &user());
         record.reason = Some("a later target of the same deploy failed".into());
-        run_engine(
+        let outcome = run_engine(
             ctx,
             &mut target,
             cfg,
@@ -500,6 +672,74 @@ async fn undo(
             Cancel::never(),
         )
         .await;
+        match outcome {
+            Outcome::Succeeded => note(format!("back on {}", previous.version), true),
+            failed => note(format!("going back to {} failed: {}", previous.version, outcome_reason(&failed)), false),
+        }
+    }
+    undone
+}
+
+/// The wave that failed and what happened to the targets moved before it.
+struct WaveFailure {
+    label: String,
+    undone: Vec<Undone>,
+}
+
+impl WaveFailure {
+    /// `` `api-use1` (wave 1): back on 1.0.0; ... ``
+    fn summary(&self) -> String {
+        if self.undone.is_empty() {
+            return "no earlier wave had moved".into();
+        }
+        self.undone
+            .iter()
+            .map(|u| format!("`{}` (wave {}): {}", u.target, u.wave, u.what))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn failed(&self) -> Option<&Undone> {
+        self.undone.iter().find(|u| !u.ok)
+    }
+}
+
+fn outcome_reason(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded => "succeeded".into(),
+        Outcome::RolledBack { reason, .. } | Outcome::Failed { reason } => reason.clone(),
+        Outcome::RollbackFailed { reason, rollback_error } => format!("{reason}; rollback: {rollback_error}"),
+    }
+}
+
+/// The error for a failed bake between waves (the finished waves were rolled back).
+fn wave_bake_error(
+    ctx: &EnvContext<'_>,
+    release: &Release,
+    failure: &rollout::wave::BakeFailure,
+    label: &str,
+    undone: Vec<Undone>,
+) -> DeployError {
+    let waves = WaveFailure { label: label.to_owned(), undone };
+    if let Some(bad) = waves.failed() {
+        return DeployError::RollbackFailed {
+            environment: ctx.name.to_string(),
+            version: release.version.to_string(),
+            reason: format!("the bake after {label} failed: {failure}; rolling back: {}", waves.summary()),
+            manual: manual_steps(&bad.target, &bad.what),
+        };
+    }
+    match failure {
+        rollout::wave::BakeFailure::Interrupted => DeployError::Interrupted {
+            reason: format!("during the bake after {label}"),
+            restored: format!("rolled back {}", waves.summary()),
+        },
+        rollout::wave::BakeFailure::Unhealthy { .. } => DeployError::RolledBack {
+            environment: ctx.name.to_string(),
+            version: release.version.to_string(),
+            reason: format!("the bake after {label} failed: {failure}"),
+            restored: format!("rolled back {}", waves.summary()),
+        },
     }
 }
 
@@ -525,22 +765,46 @@ pub(crate) async fn recover(ctx: &EnvContext<'_>, printer: &Printer) -> Result<(
     Ok(())
 }
 
-fn outcome_error(ctx: &EnvContext<'_>, release: &Release, record: &Deployment, outcome: Outcome) -> DeployError {
-    let restored =
+/// The error for a target that failed; `waves` when the environment deploys in waves (the
+/// failed wave's label, and what became of the targets moved in earlier waves).
+fn outcome_error(
+    ctx: &EnvContext<'_>,
+    release: &Release,
+    record: &Deployment,
+    outcome: Outcome,
+    waves: Option<WaveFailure>,
+) -> DeployError {
+    let mut restored =
         record.restored.as_ref().map_or_else(|| "nothing (nothing was live before)".to_owned(), |r| r.to_string());
+    let mut at = format!("target `{}`", record.target);
+    if let Some(w) = &waves {
+        at = format!("{}, target `{}`", w.label, record.target);
+        restored = format!("`{}`: {restored}; rolled back {}", record.target, w.summary());
+        if let Some(bad) = w.failed() {
+            return DeployError::RollbackFailed {
+                environment: ctx.name.to_string(),
+                version: release.version.to_string(),
+                reason: format!("{at}: {}; rolling back the finished waves: {}", outcome_reason(&outcome), w.summary()),
+                manual: manual_steps(&bad.target, &bad.what),
+            };
+        }
+    }
     match outcome {
         Outcome::Succeeded => unreachable!("only failures are errors"),
-        Outcome::RolledBack { reason, interrupted: true } => DeployError::Interrupted { reason, restored },
+        Outcome::RolledBack { reason, interrupted: true } => {
+            let reason = if waves.is_some() { format!("{reason} ({at})") } else { reason };
+            DeployError::Interrupted { reason, restored }
+        }
         Outcome::RolledBack { reason, interrupted: false } => DeployError::RolledBack {
             environment: ctx.name.to_string(),
             version: release.version.to_string(),
-            reason: format!("target `{}`: {reason}", record.target),
+            reason: format!("{at}: {reason}"),
             restored,
         },
         Outcome::RollbackFailed { reason, rollback_error } => DeployError::RollbackFailed {
             environment: ctx.name.to_string(),
             version: release.version.to_string(),
-            reason: format!("target `{}`: {reason}; rollback: {rollback_error}", record.target),
+            reason: format!("{at}: {reason}; rollback: {rollback_error}"),
             manual: manual_steps(&record.target, &rollback_error),
         },
         Outcome::Failed { reason } => {

@@ -44,7 +44,11 @@ pub async fn plan(
     let mut doc = serde_json::json!({ "environment": ctx.name.as_str(), "release": release, "targets": [] });
     let mut text =
         format!("Plan for environment `{}`\n  release: {release}\n  ledger: {}\n", ctx.name, ctx.store.location());
-    for &(name, cfg) in &ctx.targets {
+    waves(&ctx, &mut doc, &mut text);
+    // In deploy order: wave by wave.
+    let ordered =
+        ctx.waves.iter().flat_map(|w| w.targets.iter()).filter_map(|n| ctx.targets.iter().find(|(t, _)| t == n));
+    for &(name, cfg) in ordered {
         let mut target = ctx.build_target(name, cfg)?;
         let history = state::target_history(&records, name.as_str());
         let live = target.observe().await.map_err(|e| DeployError::Target { target: name.to_string(), source: e })?;
@@ -112,6 +116,30 @@ pub async fn plan(
         printer.text(&text);
     }
     Ok(())
+}
+
+/// The deploy waves, when the environment has more than one.
+fn waves(ctx: &EnvContext<'_>, doc: &mut serde_json::Value, text: &mut String) {
+    if ctx.waves.len() < 2 {
+        return;
+    }
+    let _ = writeln!(text, "  waves: one after another; when one fails, the finished ones are rolled back, last first");
+    for w in &ctx.waves {
+        let targets = w.targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+        let region = w.region.as_deref().map_or_else(|| "mixed regions".to_owned(), str::to_owned);
+        let _ = writeln!(text, "    {}. {region}: {targets}", w.number);
+    }
+    if ctx.wave_bake.is_zero() {
+        let _ = writeln!(text, "    no bake between waves (set `wave_bake` to watch the finished waves first)");
+    } else {
+        let _ = writeln!(
+            text,
+            "    between waves: every finished target's health checks and alarms watched for {}",
+            humantime::format_duration(ctx.wave_bake)
+        );
+    }
+    doc["waves"] = serde_json::to_value(&ctx.waves).unwrap_or_default();
+    doc["wave_bake_ms"] = serde_json::json!(u64::try_from(ctx.wave_bake.as_millis()).unwrap_or(u64::MAX));
 }
 
 /// The environment's pipeline definition, checked by `crate::pipeline::check`.

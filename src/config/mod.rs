@@ -8,6 +8,7 @@ mod model;
 mod tree;
 mod validate;
 mod values;
+pub mod waves;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RelPath, RoleArn, StateUrl, StatusRange,
+    AccountId, BatchSize, BucketName, Duration, Glob, Name, Percent, Region, RegionName, RelPath, RoleArn, StateUrl,
+    StatusRange,
 };
 
 /// A whole gantry.toml.
@@ -167,6 +168,18 @@ pub struct Environment {
     /// Targets deployed in this environment, in order.
     #[serde(default)]
     pub targets: Vec<Name>,
+    /// Multi-region: the targets grouped into waves, deployed one wave after another, e.g.
+    /// `[["api-use1"], ["api-usw2", "web-usw2"]]`. Inside a wave targets go in this order; when
+    /// a later wave fails, every finished wave is rolled back. Default: one wave per region,
+    /// in the order the regions first appear in `targets` (a target's `region`, else this
+    /// environment's), so an environment in one region is one wave, as before.
+    #[serde(default)]
+    pub waves: Option<Vec<Vec<Name>>>,
+    /// Multi-region: how long to keep checking the health of every finished wave's targets
+    /// (their live URL, with their own checks) before the next wave starts, e.g. `10m`. A
+    /// failure during it fails the deploy and rolls back the finished waves. Default: 0s.
+    #[serde(default)]
+    pub wave_bake: Option<Duration>,
     /// Where the deployment ledger and lock live: a folder (`.gantry/state/dev`,
     /// `file:///abs/path`) or `s3://bucket/prefix`. Default: `.gantry/state/ENV`.
     #[serde(default)]
@@ -194,6 +207,11 @@ pub enum Approval {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub kind: TargetKind,
+    /// The region this target runs in, when it is not the environment's `region`: AWS kinds
+    /// call the platform there (the release's artifacts and images are still read where the
+    /// environment publishes them). It also names the target's deploy wave (see `waves`).
+    #[serde(default)]
+    pub region: Option<RegionName>,
     /// How the cutover happens. Default: all-at-once.
     #[serde(default)]
     pub strategy: StrategyConfig,

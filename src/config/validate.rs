@@ -9,7 +9,7 @@
 mod target;
 
 use super::diagnostic::did_you_mean;
-use super::model::{Approval, Config, Image};
+use super::model::{Approval, Config, Environment, Image};
 use super::tree::KeyPath;
 use super::values::Name;
 
@@ -83,6 +83,7 @@ pub fn config(cfg: &Config) -> Result<(), Issue> {
                 .hint(hint));
             }
         }
+        check_waves(env_name, env).map_err(|i| i.under(&at))?;
         if env.approval == Approval::Required && env.pipeline.is_none() {
             return Err(Issue::new(
                 at.key("approval"),
@@ -92,6 +93,46 @@ pub fn config(cfg: &Config) -> Result<(), Issue> {
                 "add `pipeline = \"NAME\"` (the CodePipeline that deploys `{env_name}`) to `[environments.{env_name}]`"
             )));
         }
+    }
+    Ok(())
+}
+
+/// An explicit `waves` list: every wave non-empty, each of the environment's targets in
+/// exactly one wave, and nothing else. Paths are relative to the environment.
+fn check_waves(env_name: &Name, env: &Environment) -> Result<(), Issue> {
+    let Some(waves) = &env.waves else { return Ok(()) };
+    let at = KeyPath::new().key("waves");
+    let listed = || env.targets.iter().map(Name::as_str);
+    for (w, wave) in waves.iter().enumerate() {
+        if wave.is_empty() {
+            return Err(Issue::new(at.index(w), format!("wave {} has no targets", w + 1))
+                .hint("remove the empty `[]`, or move targets into it"));
+        }
+        for (i, name) in wave.iter().enumerate() {
+            let here = at.index(w).index(i);
+            if !env.targets.contains(name) {
+                let hint = match did_you_mean(name.as_str(), listed()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!(
+                        "a wave groups the environment's own targets: add `{name}` to `environments.{env_name}.targets`, or remove it from the wave"
+                    ),
+                };
+                return Err(Issue::new(here, format!("wave {} names `{name}`, which environment `{env_name}` does not deploy (it is not in its `targets`)", w + 1)).hint(hint));
+            }
+            let earlier =
+                waves[..w].iter().position(|o| o.contains(name)).or_else(|| wave[..i].contains(name).then_some(w));
+            if let Some(first) = earlier {
+                return Err(Issue::new(
+                    here,
+                    format!("target `{name}` is in wave {} and again in wave {}", first + 1, w + 1),
+                )
+                .hint("a target is deployed once per deploy: keep it in one wave"));
+            }
+        }
+    }
+    if let Some(missing) = env.targets.iter().find(|t| !waves.iter().any(|w| w.contains(t))) {
+        return Err(Issue::new(at, format!("target `{missing}` of environment `{env_name}` is in no wave"))
+            .hint(format!("add `\"{missing}\"` to one of the waves (or a new `[\"{missing}\"]` wave), or remove `waves` to deploy one wave per region")));
     }
     Ok(())
 }

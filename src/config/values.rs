@@ -100,6 +100,26 @@ string_newtype!(
 );
 
 string_newtype!(
+    /// A target's region: an AWS region (`us-east-1`) or another provider's region name
+    /// (`eastus`, `westeurope`): lower-case letters, digits and `-`, at most 40 characters.
+    /// The AWS kinds also require the AWS form (`validate/target.rs`).
+    RegionName,
+    "^[a-z][a-z0-9-]{1,39}$",
+    |s| {
+        let ok = (2..=40).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid region `{s}`: expected a region name such as `us-east-1` or `eastus` (lower-case letters, digits and `-`)"
+            ))
+        }
+    }
+);
+
+string_newtype!(
     /// A 12-digit AWS account id.
     AccountId,
     "^[0-9]{12}$",

@@ -116,6 +116,45 @@ impl<'p> DeployReporter<'p> {
                 let at = phase.as_deref().map(|p| format!(" at phase `{p}`")).unwrap_or_default();
                 self.line("Recovering", format!("{target}: deployment {deployment} was left unfinished{at}: {action}"));
             }
+            Event::WaveStarted { wave, waves, region, targets } => {
+                let region = region.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                self.line("Wave", format!("{wave} of {waves}{region}: {}", targets.join(", ")));
+            }
+            Event::WaveFinished { wave, waves, ok, elapsed_ms, detail, .. } => {
+                if *ok {
+                    self.line("Wave done", format!("{wave} of {waves} in {}", secs(*elapsed_ms)));
+                } else {
+                    let why = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                    self.line("Wave failed", format!("{wave} of {waves} after {}{why}", secs(*elapsed_ms)));
+                }
+            }
+            Event::WaveBakeStarted { wave, waves, targets, duration_ms } => {
+                live.phase = format!("bake after wave {wave}/{waves}");
+                live.detail = format!("watching {}", targets.join(", "));
+                live.deadline = Duration::from_millis(*duration_ms);
+                live.started = Some(Instant::now());
+                live.health.clear();
+                self.line(
+                    "Baking",
+                    format!("after wave {wave} of {waves}: watching {} for {}", targets.join(", "), secs(*duration_ms)),
+                );
+            }
+            Event::WaveBakeFinished { wave, ok, elapsed_ms, detail } => {
+                live.started = None;
+                if *ok {
+                    self.line(
+                        "Baked",
+                        format!("after wave {wave} in {}: every finished target healthy", secs(*elapsed_ms)),
+                    );
+                } else {
+                    let why = detail.as_deref().unwrap_or("failed");
+                    self.line("Failed", format!("bake after wave {wave} after {}: {why}", secs(*elapsed_ms)));
+                }
+            }
+            Event::WavesRollingBack { failed_wave, reason, targets } => {
+                let who = if targets.is_empty() { "nothing to roll back".to_owned() } else { targets.join(", ") };
+                self.line("Rolling back", format!("finished waves, since wave {failed_wave} failed ({reason}): {who}"));
+            }
             Event::Finished { target, result, elapsed_ms, health_ms, .. } => {
                 self.line(
                     "Finished",

@@ -121,6 +121,20 @@ pub struct DeploySummary {
     environment: String,
     version: String,
     targets: Vec<TargetRun>,
+    /// Multi-region deploys: each wave, in order.
+    waves: Vec<WaveRun>,
+    /// Which targets went back because a later wave failed, and why.
+    waves_rolled_back: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct WaveRun {
+    number: usize,
+    region: Option<String>,
+    targets: Vec<String>,
+    result: Option<String>,
+    elapsed_ms: u64,
+    bake: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +227,44 @@ impl DeploySummary {
                     t.health_ms = *health_ms;
                 }
             }
+            Event::WaveStarted { wave, region, targets, .. } => self.waves.push(WaveRun {
+                number: *wave,
+                region: region.clone(),
+                targets: targets.clone(),
+                ..WaveRun::default()
+            }),
+            Event::WaveFinished { wave, ok, elapsed_ms, detail, .. } => {
+                if let Some(w) = self.waves.iter_mut().find(|w| w.number == *wave) {
+                    w.result = Some(if *ok {
+                        "ok".into()
+                    } else {
+                        format!("failed{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())
+                    });
+                    w.elapsed_ms = *elapsed_ms;
+                }
+            }
+            Event::WaveBakeStarted { wave, duration_ms, .. } => {
+                if let Some(w) = self.waves.iter_mut().find(|w| w.number == *wave) {
+                    w.bake = Some(format!("baking {}", secs(*duration_ms)));
+                }
+            }
+            Event::WaveBakeFinished { wave, ok, elapsed_ms, detail } => {
+                if let Some(w) = self.waves.iter_mut().find(|w| w.number == *wave) {
+                    w.bake = Some(if *ok {
+                        format!("healthy for {}", secs(*elapsed_ms))
+                    } else {
+                        format!("failed after {}: {}", secs(*elapsed_ms), detail.as_deref().unwrap_or_default())
+                    });
+                }
+            }
+            Event::WavesRollingBack { failed_wave, reason, targets } => {
+                let who = if targets.is_empty() {
+                    "nothing had moved".to_owned()
+                } else {
+                    targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                };
+                self.waves_rolled_back = Some(format!("wave {failed_wave} failed ({reason}); rolled back: {who}"));
+            }
             Event::Health { .. }
             | Event::Traffic { .. }
             | Event::Progress { .. }
@@ -229,6 +281,24 @@ impl DeploySummary {
     /// durations, and a Mermaid gantt of the cutover.
     pub fn markdown(&self) -> String {
         let mut md = format!("## gantry deploy: {} to `{}`\n\n", self.version, self.environment);
+        if !self.waves.is_empty() {
+            md.push_str("| wave | region | targets | result | time | bake after it |\n|---|---|---|---|---|---|\n");
+            for w in &self.waves {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    w.number,
+                    cell(w.region.as_deref().unwrap_or("-")),
+                    cell(&w.targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")),
+                    cell(w.result.as_deref().unwrap_or("unfinished")),
+                    secs(w.elapsed_ms),
+                    cell(w.bake.as_deref().unwrap_or("-"))
+                ));
+            }
+            if let Some(rolled) = &self.waves_rolled_back {
+                md.push_str(&format!("\n**{}**\n", cell(rolled)));
+            }
+            md.push('\n');
+        }
         md.push_str("| target | strategy | from | result | time | in health gates |\n|---|---|---|---|---|---|\n");
         for t in &self.targets {
             md.push_str(&format!(

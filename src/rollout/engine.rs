@@ -349,11 +349,7 @@ impl<T: Target, P: Probe, J: Journal> Engine<'_, T, P, J> {
     }
 
     async fn firing_alarms(&self) -> Option<String> {
-        match self.target.alarms().await {
-            Ok(firing) if firing.is_empty() => None,
-            Ok(firing) => Some(format!("alarm firing: {}", firing.join("; "))),
-            Err(e) => Some(format!("cannot read the target's alarms: {}", chain(&e))),
-        }
+        firing_alarms(&*self.target).await
     }
 
     fn target_deadline(&self) -> Instant {
@@ -563,6 +559,15 @@ pub fn describe_live(live: &crate::targets::Live) -> String {
     if parts.is_empty() { "nothing running".into() } else { parts.join(", ") }
 }
 
+/// Why `target`'s alarms fail a gate: the firing ones, or that they cannot be read.
+pub(crate) async fn firing_alarms<T: Target>(target: &T) -> Option<String> {
+    match target.alarms().await {
+        Ok(firing) if firing.is_empty() => None,
+        Ok(firing) => Some(format!("alarm firing: {}", firing.join("; "))),
+        Err(e) => Some(format!("cannot read the target's alarms: {}", chain(&e))),
+    }
+}
+
 fn chain(e: &TargetError) -> String {
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -601,6 +606,7 @@ pub fn new_record(
         host: hostname(),
         pid: std::process::id(),
         approval: None,
+        wave: None,
         started_at: record::now(),
         finished_at: None,
         phases: Vec::new(),

@@ -37,6 +37,24 @@ pub enum Event {
     RollbackFinished { target: String, ok: bool, restored: Option<String>, detail: String },
     /// An unfinished deployment from an earlier run (a crash, a kill) was found.
     Recovering { target: String, deployment: String, phase: Option<String>, action: String },
+    /// Multi-region: a wave of targets begins (only environments with two or more waves
+    /// emit wave events). `wave` counts from 1.
+    WaveStarted { wave: usize, waves: usize, region: Option<String>, targets: Vec<String> },
+    /// The finished waves' targets are watched for `duration_ms` before the next wave.
+    WaveBakeStarted { wave: usize, waves: usize, targets: Vec<String>, duration_ms: u64 },
+    /// The bake after `wave` ended; `detail` says what failed when it did.
+    WaveBakeFinished { wave: usize, ok: bool, elapsed_ms: u64, detail: Option<String> },
+    /// A wave ended: every target in it succeeded (`ok`), or one failed or was stopped.
+    WaveFinished {
+        wave: usize,
+        waves: usize,
+        region: Option<String>,
+        ok: bool,
+        elapsed_ms: u64,
+        detail: Option<String>,
+    },
+    /// A wave (or its bake) failed: the finished waves' targets are rolled back, last first.
+    WavesRollingBack { failed_wave: usize, reason: String, targets: Vec<String> },
     /// The deployment of one target ended.
     Finished {
         deployment: String,

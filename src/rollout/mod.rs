@@ -6,11 +6,14 @@
 //! - `health.rs`: health gates and bakes, and the HTTP probe.
 //! - `engine.rs`: runs steps as phases with deadlines, records them, rolls back.
 //! - `event.rs`: the typed events reporters consume.
+//! - `wave.rs`: the bake between multi-region deploy waves (the same health gate, on
+//!   several finished targets at once).
 
 pub mod engine;
 pub mod event;
 pub mod health;
 pub mod plan;
+pub mod wave;
 
 pub use engine::{Cancel, Engine, Journal, Outcome};
 pub use event::Event;

@@ -29,6 +29,9 @@ pub struct Deployment {
     /// The approval this deployment was allowed by, when the environment needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<serde_json::Value>,
+    /// Multi-region: the deploy wave this target went in (1-based; absent with one wave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub phases: Vec<Phase>,

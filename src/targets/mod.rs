@@ -96,8 +96,12 @@ pub struct TargetEnv {
     pub name: String,
     /// The project's name: published artifacts are under `PREFIX/PROJECT/VERSION/`.
     pub project: String,
-    /// The environment's AWS region; without it the SDK's own chain decides.
+    /// The region the target's platform calls go to: its own `region`, else the
+    /// environment's; without either the SDK's own chain decides.
     pub region: Option<String>,
+    /// The environment's region: where `gantry publish` put the release (the release
+    /// bucket) and `gantry image push` its images.
+    pub publish_region: Option<String>,
     /// The role to assume with GitHub's OIDC token in Actions (`role_arn`).
     pub role_arn: Option<String>,
     /// The bucket `gantry publish` put the release in.
@@ -113,6 +117,7 @@ impl TargetEnv {
             name: name.to_owned(),
             project: project.to_owned(),
             region: env.region.as_ref().map(|r| r.as_str().to_owned()),
+            publish_region: env.region.as_ref().map(|r| r.as_str().to_owned()),
             role_arn: env.role_arn.as_ref().map(|r| r.as_str().to_owned()),
             release_bucket: env.release_bucket.as_ref().map(|b| b.as_str().to_owned()),
             release_prefix: env.release_prefix.clone().unwrap_or_else(|| "releases".into()),
@@ -276,6 +281,15 @@ pub fn build(
 ) -> Result<AnyTarget, TargetError> {
     use crate::config::TargetKind;
     let missing = || TargetError::new(format!("target `{name}` has no [{}] settings", cfg.kind.key()));
+    // Where a cloud target's platform calls go: its own `region`, else the environment's.
+    #[cfg(feature = "cloud")]
+    let env = {
+        let mut env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
+        if let Some(own) = &cfg.region {
+            env.region = Some(own.as_str().to_owned());
+        }
+        env
+    };
     match cfg.kind {
         TargetKind::Local => {
             let local = cfg.local.as_ref().ok_or_else(missing)?;
@@ -292,7 +306,8 @@ pub fn build(
                 .ok_or_else(|| TargetError::new(format!("target `{name}`: unknown image `{}`", e.image)))?;
             let settings = ecs::Settings {
                 environment: ctx.environment.to_string(),
-                region: ctx.env.region.as_ref().map(ToString::to_string),
+                region: env.region.clone(),
+                registry_region: env.publish_region.clone(),
                 role_arn: ctx.env.role_arn.as_ref().map(|r| r.as_str().to_owned()),
                 registry: ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
                 repository,
@@ -302,7 +317,6 @@ pub fn build(
         }
         #[cfg(feature = "cloud")]
         TargetKind::Lambda => {
-            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .lambda
                 .as_ref()
@@ -320,7 +334,6 @@ pub fn build(
         }
         #[cfg(feature = "cloud")]
         TargetKind::Static => {
-            let env = TargetEnv::new(ctx.config.project.name.as_str(), ctx.environment.as_str(), ctx.env);
             let settings = cfg
                 .static_site
                 .as_ref()

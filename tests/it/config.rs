@@ -128,6 +128,11 @@ bad_files! {
     unknown_artifact: "unknown_artifact.toml";
     environment_missing_target: "environment_missing_target.toml";
     override_for_unlisted_target: "override_for_unlisted_target.toml";
+    wave_unknown_target: "wave_unknown_target.toml";
+    wave_target_twice: "wave_target_twice.toml";
+    wave_missing_target: "wave_missing_target.toml";
+    wave_bad_bake: "wave_bad_bake.toml";
+    aws_target_region_not_aws: "aws_target_region_not_aws.toml";
     bad_override_value: "bad_override_value.toml";
     bad_override_rule: "bad_override_rule.toml";
     override_changes_kind: "override_changes_kind.toml";

@@ -489,3 +489,87 @@ fn container_image_functions_deploy_by_digest_and_roll_back() {
     assert_eq!(aws(&["lambda", "list-versions-by-function", "--function-name", &function]), versions_before);
     assert_eq!(live_version(), v2);
 }
+
+/// A target's own `region` is where gantry calls Lambda: a function that exists only in
+/// us-west-2 (moto keeps each region apart) is read there while the environment is in
+/// us-east-1, and is not found without the target's `region`. A deploy to it is refused
+/// before anything moves, since Lambda takes code only from its own region and the release
+/// is published in the environment's.
+#[test]
+fn a_targets_own_region_is_where_lambda_is_called() {
+    let function = unique("fn-west");
+    let bucket = unique("fn-west-releases");
+    aws(&["s3api", "create-bucket", "--bucket", &bucket]);
+    let role = unique("role");
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role_arn = aws(&["iam", "create-role", "--role-name", &role, "--assume-role-policy-document", trust]);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.zip");
+    zip_one(&first, "handler.py", "def handler(event, context):\n    return 'west'\n");
+    let west = ["--region", "us-west-2"];
+    let digest = "ab".repeat(32);
+    let args = |rest: &[&str]| west.iter().chain(rest).map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let run = |rest: &[&str]| aws(&args(rest).iter().map(String::as_str).collect::<Vec<_>>());
+    run(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        &function,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "handler.handler",
+        "--role",
+        role_arn["Role"]["Arn"].as_str().unwrap(),
+        "--zip-file",
+        &format!("fileb://{}", first.display()),
+    ]);
+    run(&[
+        "lambda",
+        "publish-version",
+        "--function-name",
+        &function,
+        "--description",
+        &format!("gantry 0.9.0 sha256:{digest}"),
+    ]);
+    run(&["lambda", "create-alias", "--function-name", &function, "--name", "live", "--function-version", "1"]);
+    let config = |region: &str| {
+        format!(
+            "[project]\nname = \"fn\"\n\n[artifacts.app]\nroot = \"app\"\n\n\
+             [environments.dev]\nregion = \"us-east-1\"\nrelease_bucket = \"{bucket}\"\ntargets = [\"api\"]\n\n\
+             [targets.api]\nkind = \"lambda\"\n{region}\
+             lambda = {{ function = \"{function}\", artifact = \"app\", url = \"http://127.0.0.1:9/live\", preview_url = \"http://127.0.0.1:9/preview\" }}\n"
+        )
+    };
+    write_tree(dir.path(), &[("gantry.toml", &config("region = \"us-west-2\"\n")), ("app/handler.py", "x = 1\n")]);
+    let run_gantry = |args: &[&str]| {
+        let mut cmd = gantry(dir.path());
+        cmd.args(["--env", "dev"]).args(args).envs(aws_env(services())).env("GANTRY_AWS_MAX_ATTEMPTS", "2");
+        cmd
+    };
+    let plan = run_gantry(&["--output", "json", "plan"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).unwrap();
+    assert_eq!(doc["targets"][0]["live"]["stable"]["version"], "0.9.0", "{doc}");
+    assert_eq!(doc["targets"][0]["live"]["stable"]["digest"], digest);
+
+    gantry(dir.path()).args(["package", "-q", "--version", "1.0.0"]).assert().success();
+    let refused = run_gantry(&["deploy", "--version", "1.0.0"]).assert().code(1);
+    let err = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "Lambda function `{function}` is in us-west-2, but environment `dev` publishes releases in us-east-1"
+        )),
+        "{err}"
+    );
+    let alias = aws(&args(&["lambda", "get-alias", "--function-name", &function, "--name", "live"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert_eq!(alias["FunctionVersion"], "1", "nothing moved");
+
+    // Without its own region the target is looked for in the environment's, where it is not.
+    write_tree(dir.path(), &[("gantry.toml", &config(""))]);
+    let missing = run_gantry(&["plan"]).assert().code(1);
+    let err = String::from_utf8_lossy(&missing.get_output().stderr).into_owned();
+    assert!(err.contains(&format!("Lambda function `{function}`")) && err.contains("us-east-1"), "{err}");
+}

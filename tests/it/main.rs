@@ -30,3 +30,4 @@ mod stand_in;
 mod state;
 mod static_site;
 mod support;
+mod waves;

@@ -14,6 +14,7 @@ use crate::config::values::Name;
 /// Checks target `name`; the first problem found.
 pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     check_provider(name, t)?;
+    check_region(t)?;
     check_references(t, cfg)?;
     check_strategy(&t.strategy, t.kind)?;
     if let Some(ecs) = &t.ecs {
@@ -27,6 +28,20 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     }
     for (i, check) in t.health.iter().enumerate() {
         check_health(check).map_err(|issue| issue.under(&KeyPath::new().key("health").index(i)))?;
+    }
+    Ok(())
+}
+
+/// The AWS kinds call AWS in their `region`, so it must be an AWS region.
+fn check_region(t: &Target) -> Result<(), Issue> {
+    let Some(region) = &t.region else { return Ok(()) };
+    let aws = matches!(t.kind, TargetKind::Ecs | TargetKind::Lambda | TargetKind::Static);
+    if aws && region.as_str().parse::<crate::config::values::Region>().is_err() {
+        return Err(Issue::new(
+            KeyPath::new().key("region"),
+            format!("`{region}` is not an AWS region: `{}` targets run in AWS", t.kind.key()),
+        )
+        .hint("use an AWS region such as `us-east-1` or `eu-west-1`"));
     }
     Ok(())
 }

@@ -67,7 +67,11 @@ impl Notes {
 /// What the rest of gantry.toml tells the target.
 pub struct Settings {
     pub environment: String,
+    /// The target's region (its own `region`, else the environment's): ECS and ELB calls.
     pub region: Option<String>,
+    /// The environment's region, where `gantry image push` put the image: ECR calls (ECS
+    /// pulls images across regions).
+    pub registry_region: Option<String>,
     /// The role to assume with GitHub's OIDC token in Actions.
     pub role_arn: Option<String>,
     pub registry: Option<String>,
@@ -146,9 +150,14 @@ impl EcsTarget {
 
     async fn connect(&mut self) -> Result<(), TargetError> {
         if self.clients.is_none() {
-            let sdk = crate::aws::load_for(self.settings.region.as_deref(), self.settings.role_arn.as_deref()).await;
-            self.clients =
-                Some(Clients { ecs: crate::aws::ecs(&sdk), elb: crate::aws::elbv2(&sdk), ecr: crate::aws::ecr(&sdk) });
+            let role = self.settings.role_arn.as_deref();
+            let sdk = crate::aws::load_for(self.settings.region.as_deref(), role).await;
+            let ecr = if self.settings.registry_region == self.settings.region {
+                crate::aws::ecr(&sdk)
+            } else {
+                crate::aws::ecr(&crate::aws::load_for(self.settings.registry_region.as_deref(), role).await)
+            };
+            self.clients = Some(Clients { ecs: crate::aws::ecs(&sdk), elb: crate::aws::elbv2(&sdk), ecr });
         }
         if self.mode == Mode::Alb {
             let elb = &self.clients.as_ref().expect("connected").elb;
@@ -383,6 +392,7 @@ mod tests {
         let settings = Settings {
             environment: "dev".into(),
             region: None,
+            registry_region: None,
             role_arn: None,
             registry: None,
             repository: "r".into(),

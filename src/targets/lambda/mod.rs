@@ -144,11 +144,19 @@ impl LambdaTarget {
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| async {
-                let sdk = crate::aws::load_for(self.env.region.as_deref(), self.env.role_arn.as_deref()).await;
+                let role = self.env.role_arn.as_deref();
+                let sdk = crate::aws::load_for(self.env.region.as_deref(), role).await;
+                // The release's zip and image are read where the environment publishes them
+                // (`preflight` refuses a function in another region).
+                let published = if self.env.publish_region == self.env.region {
+                    sdk.clone()
+                } else {
+                    crate::aws::load_for(self.env.publish_region.as_deref(), role).await
+                };
                 Clients {
                     lambda: crate::aws::lambda(&sdk),
-                    s3: crate::aws::s3(&sdk),
-                    ecr: crate::aws::ecr(&sdk),
+                    s3: crate::aws::s3(&published),
+                    ecr: crate::aws::ecr(&published),
                     cloudwatch: crate::aws::cloudwatch(&sdk),
                 }
             })
@@ -536,6 +544,23 @@ impl Target for LambdaTarget {
     }
 
     async fn preflight(&mut self, release: &Release) -> Result<(), TargetError> {
+        // UpdateFunctionCode takes an S3 bucket "in the same Amazon Web Services Region as
+        // your function" and an image from ECR in the function's region (Lambda API
+        // reference), and the release lives in the environment's region.
+        if let Some(own) = &self.env.region
+            && self.env.publish_region.as_ref() != Some(own)
+        {
+            let home = self.env.publish_region.as_deref().unwrap_or("the default region");
+            return Err(TargetError::new(format!(
+                "target `{}`: Lambda function `{}` is in {own}, but environment `{}` publishes releases in {home}, and Lambda takes code only from its own region",
+                self.name,
+                self.function(),
+                self.env.name
+            ))
+            .with_hint(format!(
+                "deploy {own} from its own environment (with `region = \"{own}\"` and a `release_bucket` and `registry` there), or drop the target's `region`"
+            )));
+        }
         // An image is checked to be in ECR by `source` itself.
         let source = self.source(release).await?;
         if let Source::Zip { file, sha256 } = &source
