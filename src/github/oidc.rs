@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-/// A string that never prints.
+/// A token, key or secret: `Debug` and `Display` print `***`, so it never reaches a log or an
+/// error. Every provider's credentials use it (AWS and Azure OIDC, ARM, Render).
 #[derive(Clone)]
 pub struct Secret(String);
 
@@ -29,6 +30,12 @@ impl Secret {
 }
 
 impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
     }
