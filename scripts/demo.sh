@@ -27,7 +27,7 @@ else
 fi
 
 # The demo deploys to the local target only, so it builds gantry without the `cloud` feature
-# (no AWS SDKs, no octocrab, no TLS): about a third of the full build on a fresh machine. It
+# (no AWS SDKs, no octocrab, no TLS): under half the full build on a fresh machine. It
 # builds with its own profile (Cargo.toml's [profile.demo]), into target/demo, so it never
 # replaces the full build in target/debug.
 step "build gantry (local targets only: --no-default-features --profile demo)"
