@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::gantry;
+use crate::support::{free_port, gantry};
 
 /// A copy of the example project on its own ports; stops its nginx and replicas on drop.
 pub(crate) struct Project {
@@ -112,10 +112,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn stderr(a: &assert_cmd::assert::Assert) -> String {

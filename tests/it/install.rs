@@ -24,7 +24,7 @@ impl Drop for Server {
 }
 
 fn serve(root: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::free_port();
     let child = Command::new("python3")
         .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
         .arg(root)

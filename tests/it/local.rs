@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::support::free_port;
 use gantry::targets::local::LocalTarget;
 use gantry::targets::{Release, Target};
 use tempfile::TempDir;
@@ -105,10 +106,6 @@ impl Local {
 
 fn config(toml: &str) -> gantry::config::LocalTarget {
     toml::from_str(toml).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A release of the example app stamped with `version`, its zip written under `dir`.

@@ -16,6 +16,25 @@ pub fn gantry(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// A loopback port for a server a test starts later (nginx, a replica, python's
+/// http.server). Ports come from a counter over 15000..24000: below both the kernel's
+/// ephemeral range (where `:0` binds and outgoing connections take their local ports) and
+/// the range gantry gives its own replicas, so no other test or connection can take the
+/// port between this call and the server's bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 9000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 9000, "the tests used every port in 15000..24000");
+        let port = 15000 + (offset + n) % 9000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Runs git in `dir` with a fixed identity and clock.
 pub fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")

@@ -322,20 +322,25 @@ impl LocalTarget {
         ))
     }
 
-    /// A loopback port free now and used by no replica in `state`.
+    /// A loopback port free now and used by no replica in `state`, taken from just below
+    /// the kernel's ephemeral range: ports bound with `:0` and the local ends of outgoing
+    /// connections come from that range, so between this check and the replica's own bind
+    /// no connection can take the port (only another program binding it by number).
     fn free_port(&self, state: &State) -> Result<u16, TargetError> {
-        for _ in 0..20 {
-            let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-                .and_then(|l| l.local_addr())
-                .map_err(|e| self.error("cannot find a free loopback port").with_source(e))?
-                .port();
+        let range = replica_ports();
+        let span = u32::from(range.end - range.start);
+        let start = random_u32() % span;
+        for i in 0..span.min(200) {
+            let port = range.start + ((start + i * 7919) % span) as u16;
             let taken = state.all_replicas().any(|r| r.port == port)
                 || [self.listen.port(), self.preview.port()].contains(&port);
-            if !taken {
+            if !taken && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return Ok(port);
             }
         }
-        Err(self.error("cannot find a free loopback port"))
+        Err(self.error(format!("cannot find a free loopback port in {}..{}", range.start, range.end)).with_hint(
+            "stop whatever holds these ports, or widen the kernel's range in /proc/sys/net/ipv4/ip_local_port_range",
+        ))
     }
 
     fn prune(&self, state: &State) {
@@ -532,9 +537,40 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Ports for replicas: the 8192 below the kernel's ephemeral range (`ip_local_port_range`,
+/// 32768 on Linux by default, so 24576..32768).
+fn replica_ports() -> std::ops::Range<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|low| *low > 2048)
+        .unwrap_or(32768);
+    low.saturating_sub(8192).max(1024)..low
+}
+
+/// A number that differs between processes and calls, so two gantry runs do not probe
+/// the same ports in the same order.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_ports_sit_below_the_ports_the_kernel_hands_out() {
+        let range = replica_ports();
+        assert!(range.start >= 1024 && range.end - range.start >= 1024, "{range:?}");
+        for _ in 0..50 {
+            let kernel = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            assert!(!range.contains(&kernel), "the kernel gave out {kernel}, inside {range:?}");
+        }
+        assert_ne!(random_u32(), random_u32(), "each call probes from another start");
+    }
 
     #[test]
     fn a_folder_resolves_the_same_before_and_after_it_exists() {
