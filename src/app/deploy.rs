@@ -83,29 +83,8 @@ impl<'a> EnvContext<'a> {
     }
 
     pub fn build_target(&self, name: &config::Name, cfg: &config::Target) -> Result<AnyTarget, Error> {
-        use config::TargetKind;
-        if !matches!(
-            cfg.kind,
-            TargetKind::Local
-                | TargetKind::Ecs
-                | TargetKind::Lambda
-                | TargetKind::Static
-                | TargetKind::Render
-                | TargetKind::Kubernetes
-                | TargetKind::Appservice
-                | TargetKind::Containerapps
-        ) {
-            // Bad usage for this version, not a failed deploy: exit 2 before anything starts.
-            return Err(Error::Usage {
-                message: format!("target `{name}`: `gantry` cannot deploy `{}` targets yet", cfg.kind.key()),
-                hint: Some(
-                    "this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice`, `containerapps` and `kubernetes` targets"
-                        .into(),
-                ),
-            });
-        }
         #[cfg(not(feature = "cloud"))]
-        if cfg.kind != TargetKind::Local {
+        if cfg.kind != config::TargetKind::Local {
             return Err(Error::Usage {
                 message: format!(
                     "target `{name}`: this build of gantry deploys `local` targets only, not `{}`",

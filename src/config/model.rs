@@ -553,15 +553,23 @@ pub struct AppServiceTarget {
     pub url: Option<String>,
 }
 
-/// `kind = "staticwebapp"`.
+/// `kind = "staticwebapp"`: an Azure Static Web App, deployed through Azure Resource Manager
+/// from the artifact `gantry publish` put in the environment's release bucket (ARM fetches
+/// it from a short-lived presigned URL).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticWebAppTarget {
+    /// Azure subscription id (a GUID).
+    pub subscription: String,
+    pub resource_group: String,
+    /// The static web app's name.
     pub app: String,
+    /// Artifact deployed as the site's content (the built site: `index.html` at its root).
     pub artifact: Name,
-    /// Environment variable that holds the deployment token.
+    /// URL users reach the site on, e.g. its custom domain: `{url}` in health checks.
+    /// Default: `https://` and the app's default host name.
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub url: Option<String>,
 }
 
 /// `kind = "containerapps"`: an Azure Container App in multiple-revision mode. Each release

@@ -179,6 +179,47 @@ impl Bucket {
         }
     }
 
+    /// The whole object under `key` (for small ones such as a release's `release.json`);
+    /// `None` when there is none.
+    pub async fn get_small(&self, key: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(self.classify("GetObject", key, e)),
+        };
+        let bytes = out.body.collect().await.map_err(|e| S3Error::Request {
+            op: "GetObject",
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            status: None,
+            source: Box::new(e),
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    /// A URL that lets anyone holding it GET the object under `key` until `expires_in`
+    /// has passed (SigV4 query-string auth, signed here: no request is made). For a
+    /// service that fetches a release's artifact itself, such as Azure Static Web Apps.
+    pub async fn presigned_get(&self, key: &str, expires_in: std::time::Duration) -> Result<String, S3Error> {
+        let config =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| S3Error::Request {
+                op: "GetObject (presign)",
+                bucket: self.name.clone(),
+                key: key.to_owned(),
+                status: None,
+                source: Box::new(e),
+            })?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| self.classify("GetObject (presign)", key, e))?;
+        Ok(request.uri().to_owned())
+    }
+
     /// Uploads `file` under `key`, in parts when large, then checks what S3 stored.
     /// `progress` is called with bytes as they are sent.
     pub async fn put_file(

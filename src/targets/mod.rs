@@ -16,6 +16,8 @@ pub mod appservice;
 #[cfg(feature = "cloud")]
 pub mod containerapps;
 #[cfg(feature = "cloud")]
+pub mod direct;
+#[cfg(feature = "cloud")]
 pub mod ecs;
 #[cfg(feature = "cloud")]
 pub mod kubernetes;
@@ -28,6 +30,8 @@ pub mod render;
 pub mod rest;
 #[cfg(feature = "cloud")]
 pub mod static_site;
+#[cfg(feature = "cloud")]
+pub mod staticwebapp;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,6 +137,57 @@ impl TargetEnv {
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join("/")
+    }
+}
+
+#[cfg(feature = "cloud")]
+impl TargetEnv {
+    /// Where `gantry publish` put `file` of `release` (bucket, key), after checking that the
+    /// object exists and holds the release's bytes (`sha256`). `needs` starts the message
+    /// when the environment has no release bucket: "a lambda target deploys the zip".
+    pub async fn published_artifact(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        needs: &str,
+        release: &Release,
+        file: &str,
+        sha256: &[u8; 32],
+    ) -> Result<(String, String), TargetError> {
+        let Some(bucket) = self.release_bucket.clone() else {
+            return Err(TargetError::new(format!(
+                "environment `{}` has no `release_bucket`: {needs} `gantry publish` put there",
+                self.name
+            ))
+            .with_hint(format!("set `release_bucket` under [environments.{}]", self.name)));
+        };
+        let key = self.artifact_key(&release.version, file);
+        let store = crate::publish::s3::Bucket::new(s3.clone(), bucket.clone());
+        let remote = store
+            .head(&key)
+            .await
+            .map_err(|e| TargetError::new(format!("cannot read s3://{bucket}/{key}")).with_source(e))?;
+        let Some(remote) = remote else {
+            return Err(TargetError::new(format!(
+                "release {} is not published: s3://{bucket}/{key} does not exist",
+                release.version
+            ))
+            .with_hint(format!(
+                "publish it first: `gantry publish --env {} --version {}`",
+                self.name, release.version
+            )));
+        };
+        let hex = crate::publish::s3::hex(sha256);
+        let b64 = crate::publish::s3::b64(sha256);
+        let same =
+            remote.recorded_sha256.as_deref().map(|r| r == hex).or(remote.checksum_sha256.as_deref().map(|c| c == b64));
+        if same == Some(false) {
+            return Err(TargetError::new(format!(
+                "s3://{bucket}/{key} does not hold release {}'s `{file}` (sha256 {hex})",
+                release.label()
+            ))
+            .with_hint("the published release differs from the one packaged here: deploy the published one, or publish this one under a new version"));
+        }
+        Ok((bucket, key))
     }
 }
 
@@ -245,6 +300,8 @@ pub enum AnyTarget {
     AppService(appservice::AppServiceTarget),
     #[cfg(feature = "cloud")]
     ContainerApps(containerapps::ContainerAppsTarget),
+    #[cfg(feature = "cloud")]
+    StaticWebApp(staticwebapp::StaticWebAppTarget),
 }
 
 /// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
@@ -267,6 +324,8 @@ macro_rules! each {
             AnyTarget::AppService($t) => $body,
             #[cfg(feature = "cloud")]
             AnyTarget::ContainerApps($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::StaticWebApp($t) => $body,
         }
     };
 }
@@ -323,9 +382,11 @@ pub fn build(
                 .ok_or_else(|| TargetError::new(format!("target `{name}` has no [lambda] settings")))?;
             let image_repository = match &settings.image {
                 Some(image) => Some((
-                    ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
-                        TargetError::new(format!("target `{name}`: unknown image `{image}`"))
-                    })?,
+                    ctx.config
+                        .images
+                        .get(image)
+                        .map(|i| i.repository.clone())
+                        .ok_or_else(|| TargetError::new(format!("target `{name}`: unknown image `{image}`")))?,
                     ctx.env.registry.clone().filter(|r| !r.trim().is_empty()),
                 )),
                 None => None,
@@ -364,9 +425,13 @@ pub fn build(
         TargetKind::Render => {
             let settings = cfg.render.as_ref().ok_or_else(missing)?;
             let image_repository = match &settings.image {
-                Some(image) => Some(ctx.config.images.get(image).map(|i| i.repository.clone()).ok_or_else(|| {
-                    TargetError::new(format!("target `{name}`: unknown image `{image}`"))
-                })?),
+                Some(image) => Some(
+                    ctx.config
+                        .images
+                        .get(image)
+                        .map(|i| i.repository.clone())
+                        .ok_or_else(|| TargetError::new(format!("target `{name}`: unknown image `{image}`")))?,
+                ),
                 None => None,
             };
             Ok(AnyTarget::Render(Box::new(render::RenderTarget::new(
@@ -395,8 +460,10 @@ pub fn build(
             Ok(AnyTarget::ContainerApps(containerapps::ContainerAppsTarget::new(name, settings, image)))
         }
         #[cfg(feature = "cloud")]
-        other => Err(TargetError::new(format!("`gantry deploy` cannot drive `{}` targets yet", other.key()))
-            .with_hint("this version deploys `local`, `ecs`, `lambda`, `static`, `render`, `appservice`, `containerapps` and `kubernetes` targets; the other kinds come with their own issues")),
+        TargetKind::Staticwebapp => {
+            let settings = cfg.staticwebapp.as_ref().ok_or_else(missing)?;
+            Ok(AnyTarget::StaticWebApp(staticwebapp::StaticWebAppTarget::new(name, settings, env)))
+        }
         #[cfg(not(feature = "cloud"))]
         other => {
             let _ = ctx;
@@ -404,7 +471,9 @@ pub fn build(
                 "target `{name}`: this build of gantry deploys `local` targets only, not `{}`",
                 other.key()
             ))
-            .with_hint("it was built without the `cloud` feature: build gantry with its default features (`cargo build`)"))
+            .with_hint(
+                "it was built without the `cloud` feature: build gantry with its default features (`cargo build`)",
+            ))
         }
     }
 }
@@ -419,6 +488,7 @@ impl AnyTarget {
             Self::Render(t) => t.set_progress(progress),
             Self::AppService(t) => t.set_progress(progress),
             Self::ContainerApps(t) => t.set_progress(progress),
+            Self::StaticWebApp(t) => t.set_progress(progress),
             _ => {}
         }
         #[cfg(not(feature = "cloud"))]
@@ -435,6 +505,7 @@ impl AnyTarget {
             Self::Kubernetes(t) => return t.plan_notes(release).await,
             Self::AppService(t) => return t.plan_notes(release).await,
             Self::ContainerApps(t) => return t.plan_notes(release).await,
+            Self::StaticWebApp(t) => return t.plan_notes(release).await,
             _ => {}
         }
         let _ = release;

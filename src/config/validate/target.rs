@@ -21,7 +21,7 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
         check_ecs(ecs, t.strategy.kind).map_err(|issue| issue.under(&KeyPath::new().key("ecs")))?;
     }
     check_serverless(t)?;
-    check_appservice(t)?;
+    check_azure_strategy(t)?;
     check_render(t)?;
     if let Some(k8s) = &t.kubernetes {
         check_kubernetes(k8s, t.strategy.kind)?;
@@ -146,15 +146,23 @@ fn check_serverless(t: &Target) -> Result<(), Issue> {
     }
 }
 
-/// An App Service app moves all at once (a direct deploy) or by a slot swap (blue-green):
-/// it has no replicas to roll and no traffic split to step through.
-fn check_appservice(t: &Target) -> Result<(), Issue> {
+/// The Azure kinds' strategies. An App Service app moves all at once (a direct deploy) or by
+/// a slot swap (blue-green): it has no replicas to roll and no traffic split to step
+/// through. A Static Web App only moves all at once; a container app never rolls.
+fn check_azure_strategy(t: &Target) -> Result<(), Issue> {
     if t.kind == TargetKind::Containerapps && t.strategy.kind == StrategyKind::Rolling {
         return Err(Issue::new(
             KeyPath::new().key("strategy").key("type"),
             "a container app moves between revisions by traffic weights, not by rolling replicas",
         )
         .hint("use `canary`, `linear`, `blue-green` or `all-at-once`"));
+    }
+    if t.kind == TargetKind::Staticwebapp && t.strategy.kind != StrategyKind::AllAtOnce {
+        return Err(Issue::new(
+            KeyPath::new().key("strategy").key("type"),
+            format!("a Static Web App cannot take a `{}` strategy", strategy_name(t.strategy.kind)),
+        )
+        .hint("use `all-at-once`: the site switches to a deployment whole, and a failure deploys the previous release again"));
     }
     if t.kind != TargetKind::Appservice || matches!(t.strategy.kind, StrategyKind::AllAtOnce | StrategyKind::BlueGreen)
     {

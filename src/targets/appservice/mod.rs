@@ -28,18 +28,16 @@ use std::path::{Path, PathBuf};
 use tokio::sync::OnceCell;
 
 use self::site::{Hosts, Plan, Site};
-use super::{Live, LiveVersion, Progress, Release, Target, TargetError};
+use super::direct::{
+    NONE, Roles, TAG_DEPLOYING, TAG_PREVIOUS, TAG_RELEASE, direct_roles, label, live_version, parse_label,
+};
+use super::{Live, Progress, Release, Target, TargetError};
 use crate::azure::{Arm, AzureError};
 use crate::config;
 use crate::rollout::Step;
 
 /// The application setting naming the release a slot runs.
 const RELEASE_SETTING: &str = "GANTRY_RELEASE";
-const TAG_DEPLOYING: &str = "gantry-deploying";
-const TAG_PREVIOUS: &str = "gantry-previous";
-const TAG_RELEASE: &str = "gantry-release";
-/// `gantry-previous` when nothing gantry deployed ran before.
-const NONE: &str = "none";
 
 pub struct AppServiceTarget {
     name: String,
@@ -65,14 +63,6 @@ struct Layout {
 enum Mode {
     Swap { slot: String, hosts: Hosts },
     Direct,
-}
-
-/// Who is stable and who is new.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Roles {
-    stable: Option<String>,
-    new: Option<String>,
-    percent: u8,
 }
 
 impl AppServiceTarget {
@@ -277,15 +267,8 @@ impl AppServiceTarget {
 
     async fn start_direct(&mut self, release: &Release) -> Result<String, AzureError> {
         let zip = self.zip(release).map_err(|e| AzureError::new(e.to_string()))?.clone();
-        let label = label(release);
         let site = self.site().await?;
-        let tags = site.tags().await?;
-        if tags.get(TAG_DEPLOYING).is_none_or(String::is_empty) {
-            let previous = tags.get(TAG_RELEASE).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| NONE.into());
-            site.merge_tags(&[(TAG_PREVIOUS, &previous), (TAG_DEPLOYING, &label)]).await?;
-        } else {
-            site.merge_tags(&[(TAG_DEPLOYING, &label)]).await?;
-        }
+        site.tagged().begin(&label(release)).await?;
         let scm = self.layout().await?.production.scm.clone();
         kudu::deploy(&site.arm, &scm, &zip, &site.what, self.progress.as_ref()).await?;
         Ok(self.public_url())
@@ -305,35 +288,15 @@ impl AppServiceTarget {
 
     async fn rollback_direct(&mut self) -> Result<(), TargetError> {
         let site = self.site().await.map_err(AzureError::into_target)?.clone();
-        let tags = site.tags().await.map_err(AzureError::into_target)?;
-        let tag = |name: &str| tags.get(name).filter(|v| !v.is_empty()).cloned();
-        let (Some(deploying), previous) = (tag(TAG_DEPLOYING), tag(TAG_PREVIOUS)) else {
-            return site.delete_tags(&[TAG_PREVIOUS]).await.map_err(AzureError::into_target);
-        };
-        let Some(previous) = previous.filter(|p| p != NONE) else {
-            return Err(TargetError::new(format!(
-                "{} runs {deploying} now, and no release gantry deployed ran before it to go back to",
-                site.what
-            ))
-            .with_hint("deploy a good release"));
-        };
+        let tagged = site.tagged();
+        let Some(previous) = tagged.to_restore().await? else { return Ok(()) };
         let zip = self.stored_zip(&previous)?;
         self.note(format!("redeploying {previous} to production"));
         let scm = self.layout().await.map_err(AzureError::into_target)?.production.scm.clone();
         kudu::deploy(&site.arm, &scm, &zip, &site.what, self.progress.as_ref())
             .await
             .map_err(AzureError::into_target)?;
-        site.merge_tags(&[(TAG_RELEASE, &previous)]).await.map_err(AzureError::into_target)?;
-        site.delete_tags(&[TAG_DEPLOYING, TAG_PREVIOUS]).await.map_err(AzureError::into_target)
-    }
-}
-
-/// Direct deploys: `gantry-deploying` set means production runs (or is getting) that
-/// release, and `gantry-previous` ran before it.
-fn direct_roles(release: Option<String>, previous: Option<String>, deploying: Option<String>) -> Roles {
-    match deploying {
-        Some(new) => Roles { stable: previous.filter(|p| p != NONE), new: Some(new), percent: 100 },
-        None => Roles { stable: release, new: None, percent: 0 },
+        tagged.restored(&previous).await.map_err(AzureError::into_target)
     }
 }
 
@@ -357,20 +320,6 @@ fn swap_roles(
         }
         _ => Roles { stable: production, new: None, percent: 0 },
     }
-}
-
-/// `VERSION sha256:DIGEST`: how a release is named in settings and tags.
-fn label(release: &Release) -> String {
-    format!("{} sha256:{}", release.version, release.digest)
-}
-
-fn parse_label(label: &str) -> Option<(semver::Version, String)> {
-    let (version, digest) = label.trim().split_once(' ')?;
-    Some((version.parse().ok()?, digest.strip_prefix("sha256:")?.to_owned()))
-}
-
-fn live_version(label: Option<&str>) -> Option<LiveVersion> {
-    parse_label(label?).map(|(version, digest)| LiveVersion { version, digest, replicas: 1 })
 }
 
 fn err(e: AzureError) -> TargetError {
@@ -485,10 +434,7 @@ impl Target for AppServiceTarget {
         self.layout().await.map_err(err)?;
         let site = self.site().await.map_err(err)?.clone();
         if self.swap_slot().is_none() {
-            let tags = site.tags().await.map_err(err)?;
-            if let Some(deploying) = tags.get(TAG_DEPLOYING).filter(|v| !v.is_empty()) {
-                site.merge_tags(&[(TAG_RELEASE, deploying)]).await.map_err(err)?;
-            }
+            return site.tagged().finish().await.map_err(err);
         }
         site.delete_tags(&[TAG_DEPLOYING, TAG_PREVIOUS]).await.map_err(err)
     }
@@ -528,19 +474,5 @@ mod tests {
         assert_eq!(swap_roles(s("1"), s("2"), s("1"), s("2")), roles(Some("1"), Some("2"), 0), "about to swap");
         assert_eq!(swap_roles(s("2"), None, s("none"), s("2")), roles(None, Some("2"), 100), "first swap");
         assert_eq!(swap_roles(None, s("2"), s("none"), s("2")), roles(None, Some("2"), 0), "first, swapped back");
-    }
-
-    #[test]
-    fn direct_tags_say_who_is_stable_and_who_is_new() {
-        assert_eq!(direct_roles(s("1"), None, None), roles(Some("1"), None, 0));
-        assert_eq!(direct_roles(s("1"), s("1"), s("2")), roles(Some("1"), Some("2"), 100));
-        assert_eq!(direct_roles(None, s("none"), s("1")), roles(None, Some("1"), 100));
-    }
-
-    #[test]
-    fn labels_name_releases() {
-        let (v, d) = parse_label("1.2.3-rc.1 sha256:abc").unwrap();
-        assert_eq!((v.to_string(), d.as_str()), ("1.2.3-rc.1".into(), "abc"));
-        assert_eq!(parse_label("none"), None);
     }
 }

@@ -17,6 +17,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::azure::{Arm, AzureError};
+use crate::targets::direct::Tagged;
 
 pub const WEB_API: &str = "2024-04-01";
 
@@ -152,29 +153,24 @@ impl Site {
         Ok(())
     }
 
+    /// The site's tags, as a direct deploy records them.
+    pub fn tagged(&self) -> Tagged {
+        Tagged { arm: self.arm.clone(), path: self.path.clone(), api_version: WEB_API, what: self.what.clone() }
+    }
+
     /// The site's tags.
     pub async fn tags(&self) -> Result<BTreeMap<String, String>, AzureError> {
-        Ok(tags_of(&self.get(None).await?))
+        self.tagged().tags().await
     }
 
     /// Adds or replaces tags.
     pub async fn merge_tags(&self, tags: &[(&str, &str)]) -> Result<(), AzureError> {
-        self.tags_call("Merge", tags).await
+        self.tagged().merge(tags).await
     }
 
     /// Removes the tags named, whatever their values.
     pub async fn delete_tags(&self, names: &[&str]) -> Result<(), AzureError> {
-        let current = self.tags().await?;
-        let present: Vec<(&str, &str)> =
-            names.iter().filter_map(|n| current.get(*n).map(|v| (*n, v.as_str()))).collect();
-        if present.is_empty() {
-            return Ok(());
-        }
-        self.tags_call("Delete", &present).await
-    }
-
-    async fn tags_call(&self, operation: &str, tags: &[(&str, &str)]) -> Result<(), AzureError> {
-        self.arm.update_tags(&self.path, operation, tags, &self.what).await
+        self.tagged().delete(names).await
     }
 
     /// Swaps `slot` with production and waits for the swap to finish.
@@ -185,12 +181,4 @@ impl Site {
         self.arm.send(Method::POST, &path, WEB_API, Some(&body), &what).await?;
         Ok(())
     }
-}
-
-/// A resource's `tags`.
-pub fn tags_of(resource: &Value) -> BTreeMap<String, String> {
-    resource["tags"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default()
 }

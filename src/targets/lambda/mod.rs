@@ -333,41 +333,8 @@ impl LambdaTarget {
         file: &str,
         sha256: &[u8; 32],
     ) -> Result<(String, String), TargetError> {
-        let Some(bucket) = self.env.release_bucket.clone() else {
-            return Err(TargetError::new(format!(
-                "environment `{}` has no `release_bucket`: a lambda target deploys the zip `gantry publish` put there",
-                self.env.name
-            ))
-            .with_hint(format!("set `release_bucket` under [environments.{}]", self.env.name)));
-        };
-        let key = self.env.artifact_key(&release.version, file);
-        let store = crate::publish::s3::Bucket::new(self.clients().await.s3.clone(), bucket.clone());
-        let remote = store
-            .head(&key)
-            .await
-            .map_err(|e| TargetError::new(format!("cannot read s3://{bucket}/{key}")).with_source(e))?;
-        let Some(remote) = remote else {
-            return Err(TargetError::new(format!(
-                "release {} is not published: s3://{bucket}/{key} does not exist",
-                release.version
-            ))
-            .with_hint(format!(
-                "publish it first: `gantry publish --env {} --version {}`",
-                self.env.name, release.version
-            )));
-        };
-        let hex = crate::publish::s3::hex(sha256);
-        let b64 = crate::publish::s3::b64(sha256);
-        let same =
-            remote.recorded_sha256.as_deref().map(|r| r == hex).or(remote.checksum_sha256.as_deref().map(|c| c == b64));
-        if same == Some(false) {
-            return Err(TargetError::new(format!(
-                "s3://{bucket}/{key} does not hold release {}'s `{file}` (sha256 {hex})",
-                release.label()
-            ))
-            .with_hint("the published release differs from the one packaged here: deploy the published one, or publish this one under a new version"));
-        }
-        Ok((bucket, key))
+        let s3 = &self.clients().await.s3;
+        self.env.published_artifact(s3, "a lambda target deploys the zip", release, file, sha256).await
     }
 
     /// A version published earlier for this release, with this code.

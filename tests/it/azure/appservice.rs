@@ -77,7 +77,7 @@ fn output(out: &assert_cmd::assert::Assert) -> String {
 }
 
 /// Loopback ports and temp paths out of plan text, for snapshots.
-fn normalize(text: &str, dir: &Path) -> String {
+pub(super) fn normalize(text: &str, dir: &Path) -> String {
     let text = text.replace(&dir.display().to_string(), "[DIR]");
     let mut out = String::new();
     let mut rest = text.as_str();

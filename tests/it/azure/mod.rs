@@ -43,9 +43,11 @@
 
 pub mod apps;
 pub mod model;
+pub mod swa;
 
 mod appservice;
 mod containerapps;
+mod staticwebapp;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -285,6 +287,10 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
         };
         if op.polls_left > 0 {
             op.polls_left -= 1;
+            if let Action::ZipDeploySite { site, .. } = &op.action {
+                let site = site.clone();
+                swa::progress(&mut model, &site);
+            }
             return Response::text(202, "")
                 .with_header("Retry-After", "1")
                 .with_header("Location", &format!("{base}{}", req.path));
@@ -332,10 +338,16 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
     if *sub != SUBSCRIPTION {
         return arm_error(404, "SubscriptionNotFound", &format!("The subscription '{sub}' could not be found."));
     }
-    let known_rg =
-        model.sites.values().any(|s| s.resource_group == *rg) || model.plans.values().any(|p| p.resource_group == *rg);
+    let known_rg = model.sites.values().any(|s| s.resource_group == *rg)
+        || model.plans.values().any(|p| p.resource_group == *rg)
+        || swa::knows_group(&model, rg);
     if !known_rg {
         return arm_error(404, "ResourceGroupNotFound", &format!("Resource group '{rg}' could not be found."));
+    }
+    if *kind == "staticSites" {
+        let (sub, rg, name) = ((*sub).to_owned(), (*rg).to_owned(), (*name).to_owned());
+        let rest = rest.to_vec();
+        return swa::route(&mut model, base, req, &sub, &rg, &name, &rest);
     }
     let not_found = |what: &str| {
         arm_error(
@@ -431,16 +443,9 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
         }
         ("PATCH", ["providers", "Microsoft.Resources", "tags", "default"]) if slot == PRODUCTION => {
             let body = req.json();
-            let given: BTreeMap<String, String> = body["properties"]["tags"]
-                .as_object()
-                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-                .unwrap_or_default();
             let tags = &mut model.sites.get_mut(&app).unwrap().tags;
-            match body["operation"].as_str() {
-                Some("Merge") => tags.extend(given),
-                Some("Replace") => *tags = given,
-                Some("Delete") => tags.retain(|k, v| given.get(k).is_none_or(|g| !g.is_empty() && g != v)),
-                _ => return arm_error(400, "InvalidTagOperation", "operation must be Merge, Replace or Delete"),
+            if let Err(response) = apply_tags(tags, &body) {
+                return response;
             }
             Response::json(
                 200,
@@ -449,6 +454,22 @@ fn route(m: &Arc<Mutex<Model>>, base: &str, req: &Request) -> Response {
         }
         _ => arm_error(404, "NotFound", &format!("No route for {} {}", req.method, req.route())),
     }
+}
+
+/// "Tags - Update At Scope": `Merge` adds or replaces, `Replace` sets, `Delete` removes the
+/// tags named (with the value given, when one is).
+fn apply_tags(tags: &mut BTreeMap<String, String>, body: &serde_json::Value) -> Result<(), Response> {
+    let given: BTreeMap<String, String> = body["properties"]["tags"]
+        .as_object()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default();
+    match body["operation"].as_str() {
+        Some("Merge") => tags.extend(given),
+        Some("Replace") => *tags = given,
+        Some("Delete") => tags.retain(|k, v| given.get(k).is_none_or(|g| !g.is_empty() && g != v)),
+        _ => return Err(arm_error(400, "InvalidTagOperation", "operation must be Merge, Replace or Delete")),
+    }
+    Ok(())
 }
 
 /// The token endpoint: client credentials with a secret or a client assertion.

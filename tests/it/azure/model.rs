@@ -35,6 +35,7 @@ pub struct Model {
     /// How revisions running an image answer health checks: `ok` (default), `broken`,
     /// `broken-under-traffic` (503 once the revision has weight), `fail-provision`.
     pub image_health: BTreeMap<String, String>,
+    pub static_sites: BTreeMap<String, crate::azure::swa::StaticSite>,
     /// Servers started while answering (one per new revision), kept alive with the model.
     pub servers: Vec<crate::stand_in::Server>,
 }
@@ -90,6 +91,11 @@ pub enum Action {
         site: String,
         slot: String,
     },
+    /// A Static Web Apps zip deployment of the zip at `url`.
+    ZipDeploySite {
+        site: String,
+        url: String,
+    },
     /// A Container Apps update: the merge patch's body.
     PatchApp {
         app: String,
@@ -113,6 +119,7 @@ impl Model {
     pub fn complete(&mut self, action: &Action) {
         match action {
             Action::PatchApp { .. } => unreachable!("completed by apps::complete"),
+            Action::ZipDeploySite { site, url } => crate::azure::swa::complete(self, site, url),
             Action::Swap { site, slot } => {
                 let site = self.sites.get_mut(site).expect("a known site");
                 let mut staged = site.slots.remove(slot).expect("a known slot");
