@@ -128,21 +128,32 @@ impl Printer {
     /// Prints an error once: the message, each cause, and a hint. In GitHub Actions it is
     /// also written as an `::error::` annotation so it shows on the run's page.
     pub fn error(&self, error: &crate::Error) {
-        let mut out = String::new();
-        out.push_str(&format!("{}: {error}\n", self.paint("error", "1;31")));
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            out.push_str(&format!("  {} {cause}\n", self.paint("caused by:", "1")));
-            source = cause.source();
-        }
-        if let Some(hint) = error.hint() {
-            out.push_str(&format!("{}: {hint}\n", self.paint("hint", "1;36")));
-        }
+        let out = self.error_text(error);
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(out.as_bytes());
         if self.github_actions {
             let _ = writeln!(stderr, "{}", annotation(error));
         }
+    }
+
+    /// The text `error` prints.
+    fn error_text(&self, error: &crate::Error) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("{}: {error}\n", self.paint("error", "1;31")));
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            // Errors that put their cause in their own message (`target `web`: ...`) would
+            // otherwise print it twice.
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(&format!("  {} {text}\n", self.paint("caused by:", "1")));
+            }
+            source = cause.source();
+        }
+        if let Some(hint) = error.hint() {
+            out.push_str(&format!("{}: {hint}\n", self.paint("hint", "1;36")));
+        }
+        out
     }
 
     /// Writes one JSON document to stdout (only with `--output json`).
@@ -237,6 +248,25 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_234_567), "1.2 MB");
         assert_eq!(human_bytes(5_000_000_000), "5.0 GB");
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_again() {
+        let printer = Printer {
+            format: OutputFormat::Human,
+            verbosity: Verbosity::Normal,
+            color: false,
+            interactive: false,
+            github_actions: false,
+            actions: None,
+        };
+        let inner = crate::targets::TargetError::new("no `release_bucket`")
+            .with_source(std::io::Error::other("connection refused"));
+        let e = crate::Error::Deploy(crate::app::deploy::DeployError::Target { target: "web".into(), source: inner });
+        assert_eq!(
+            printer.error_text(&e),
+            "error: target `web`: no `release_bucket`\n  caused by: connection refused\n"
+        );
     }
 
     #[test]

@@ -143,8 +143,20 @@ impl StaticWebAppTarget {
         })
     }
 
+    /// The release bucket, or what to set.
+    fn bucket(&self) -> Result<String, TargetError> {
+        self.env.release_bucket.clone().ok_or_else(|| {
+            TargetError::new(format!(
+                "environment `{}` has no `release_bucket`: a staticwebapp target deploys the zip `gantry publish` put there",
+                self.env.name
+            ))
+            .with_hint(format!("set `release_bucket` (and `region`) under [environments.{}]", self.env.name))
+        })
+    }
+
     /// The release's artifact in the release bucket, checked against the bytes packaged here.
     async fn published(&self, release: &Release) -> Result<(String, String), TargetError> {
+        self.bucket()?;
         let path = self.zip(release)?;
         let bytes = std::fs::read(path)
             .map_err(|e| TargetError::new(format!("cannot read {}", path.display())).with_source(e))?;
@@ -160,10 +172,7 @@ impl StaticWebAppTarget {
     async fn published_by_label(&self, label: &str) -> Result<(String, String), TargetError> {
         let (version, digest) = parse_label(label)
             .ok_or_else(|| TargetError::new(format!("`{label}` in the tags of the site names no gantry release")))?;
-        let bucket = self.env.release_bucket.clone().ok_or_else(|| {
-            TargetError::new(format!("environment `{}` has no `release_bucket`", self.env.name))
-                .with_hint(format!("set `release_bucket` under [environments.{}]", self.env.name))
-        })?;
+        let bucket = self.bucket()?;
         let key = self.env.artifact_key(&version, crate::package::manifest::MANIFEST_FILE);
         let store = crate::publish::s3::Bucket::new(self.s3().await.clone(), bucket.clone());
         let gone = || {
@@ -247,6 +256,7 @@ impl StaticWebAppTarget {
 
     /// `gantry plan`'s view: the site, its SKU, the cutover and what a failure goes back to.
     pub async fn plan_notes(&mut self, release: Option<&Release>) -> Result<Vec<String>, TargetError> {
+        self.bucket()?;
         let site = self.site().await.map_err(AzureError::into_target)?.clone();
         let mut notes = vec![format!("Static Web App `{}` ({} plan) at {}", self.settings.app, site.sku, site.url)];
         notes.push(format!(
