@@ -68,7 +68,9 @@ impl<'a> EnvContext<'a> {
         let wave_bake = environment.wave_bake.map_or(Duration::ZERO, |d| d.get());
         let store = open_store(loaded, name, environment).await?;
         // Only kinds that read it need the ledger here; the commands read it again as they go.
-        let needs_ledger = targets.iter().any(|(_, t)| t.kind == config::TargetKind::Render);
+        let needs_ledger = targets.iter().any(|(_, t)| {
+            t.kind == config::TargetKind::Render || t.staticwebapp.as_ref().is_some_and(|s| s.token_env.is_some())
+        });
         let ledger = if needs_ledger { store.list().await.map_err(DeployError::from)? } else { Vec::new() };
         Ok(Self { loaded, name, targets, waves, wave_bake, store, approval: None, ledger })
     }

@@ -553,23 +553,32 @@ pub struct AppServiceTarget {
     pub url: Option<String>,
 }
 
-/// `kind = "staticwebapp"`: an Azure Static Web App, deployed through Azure Resource Manager
-/// from the artifact `gantry publish` put in the environment's release bucket (ARM fetches
-/// it from a short-lived presigned URL).
+/// `kind = "staticwebapp"`: an Azure Static Web App. Without `token_env`, deployed through
+/// Azure Resource Manager from the artifact `gantry publish` put in the environment's release
+/// bucket (ARM fetches it from a short-lived presigned URL); with `token_env`, deployed with
+/// the site's deployment token by the Azure Static Web Apps CLI (`swa deploy`).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticWebAppTarget {
-    /// Azure subscription id (a GUID).
-    pub subscription: String,
-    pub resource_group: String,
+    /// Azure subscription id (a GUID). Required without `token_env`.
+    #[serde(default)]
+    pub subscription: Option<String>,
+    /// Required without `token_env`.
+    #[serde(default)]
+    pub resource_group: Option<String>,
     /// The static web app's name.
     pub app: String,
     /// Artifact deployed as the site's content (the built site: `index.html` at its root).
     pub artifact: Name,
     /// URL users reach the site on, e.g. its custom domain: `{url}` in health checks.
-    /// Default: `https://` and the app's default host name.
+    /// Default: `https://` and the app's default host name (read through ARM). Required with
+    /// `token_env`.
     #[serde(default)]
     pub url: Option<String>,
+    /// Environment variable that holds the site's deployment token, e.g.
+    /// `AZURE_STATIC_WEB_APPS_API_TOKEN`: deploy with the SWA CLI instead of through ARM.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 /// `kind = "containerapps"`: an Azure Container App in multiple-revision mode. Each release

@@ -12,6 +12,7 @@
 //! A release is named `VERSION sha256:DIGEST` (the digest of its `release.json`).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -53,6 +54,40 @@ pub fn parse_label(label: &str) -> Option<(semver::Version, String)> {
 
 pub fn live_version(label: Option<&str>) -> Option<LiveVersion> {
     parse_label(label?).map(|(version, digest)| LiveVersion { version, digest, replicas: 1 })
+}
+
+/// The zip of `artifact` of a release deployed earlier, from the release store
+/// (`.gantry/releases/VERSION-DIGEST12/`), after checking that its `release.json` has `digest`.
+pub fn stored_artifact(
+    store: &Path,
+    version: &semver::Version,
+    digest: &str,
+    artifact: &str,
+) -> Result<PathBuf, TargetError> {
+    let short = &digest[..digest.len().min(12)];
+    let dir = store.join(format!("{}-{short}", version.to_string().replace('+', "_")));
+    let missing = || {
+        TargetError::new(format!(
+            "release {version} (sha256:{short}) is not in the release store {}, so it cannot be deployed again",
+            store.display()
+        ))
+        .with_hint(format!(
+            "package it here (`git checkout v{version} && gantry package`, then `gantry deploy --version {version}`), or deploy a good release"
+        ))
+    };
+    let bytes = std::fs::read(dir.join(crate::package::manifest::MANIFEST_FILE)).map_err(|_| missing())?;
+    use sha2::Digest as _;
+    let actual: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if actual != digest {
+        return Err(missing());
+    }
+    let manifest: crate::package::manifest::Manifest = serde_json::from_slice(&bytes).map_err(|_| missing())?;
+    let file = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.name == artifact)
+        .ok_or_else(|| TargetError::new(format!("release {version} has no artifact `{artifact}`")))?;
+    Ok(dir.join(&file.file))
 }
 
 /// A resource's `tags`.

@@ -87,7 +87,8 @@ pub struct Context<'a> {
     pub env: &'a crate::config::Environment,
     pub config: &'a crate::config::Config,
     /// The environment's ledger records (oldest first), as read when the command started:
-    /// kinds whose platform cannot carry gantry's own labels tell releases apart with it.
+    /// kinds whose platform cannot carry gantry's own labels tell releases apart with it
+    /// (`render`; `staticwebapp` with a deployment token). Empty for the other kinds.
     pub ledger: &'a [crate::state::record::Deployment],
     /// The release store (`.gantry/releases/` beside gantry.toml).
     pub releases_dir: &'a std::path::Path,
@@ -302,6 +303,8 @@ pub enum AnyTarget {
     ContainerApps(containerapps::ContainerAppsTarget),
     #[cfg(feature = "cloud")]
     StaticWebApp(staticwebapp::StaticWebAppTarget),
+    #[cfg(feature = "cloud")]
+    StaticWebAppToken(staticwebapp::token::TokenSite),
 }
 
 /// `each!(target, t => t.method())`: the same call on whichever kind `target` holds. The
@@ -326,6 +329,8 @@ macro_rules! each {
             AnyTarget::ContainerApps($t) => $body,
             #[cfg(feature = "cloud")]
             AnyTarget::StaticWebApp($t) => $body,
+            #[cfg(feature = "cloud")]
+            AnyTarget::StaticWebAppToken($t) => $body,
         }
     };
 }
@@ -462,6 +467,12 @@ pub fn build(
         #[cfg(feature = "cloud")]
         TargetKind::Staticwebapp => {
             let settings = cfg.staticwebapp.as_ref().ok_or_else(missing)?;
+            if settings.token_env.is_some() {
+                let store = ctx.releases_dir.to_path_buf();
+                return Ok(AnyTarget::StaticWebAppToken(staticwebapp::token::TokenSite::new(
+                    name, settings, ctx.ledger, store,
+                )));
+            }
             Ok(AnyTarget::StaticWebApp(staticwebapp::StaticWebAppTarget::new(name, settings, env)))
         }
         #[cfg(not(feature = "cloud"))]
@@ -489,6 +500,7 @@ impl AnyTarget {
             Self::AppService(t) => t.set_progress(progress),
             Self::ContainerApps(t) => t.set_progress(progress),
             Self::StaticWebApp(t) => t.set_progress(progress),
+            Self::StaticWebAppToken(t) => t.set_progress(progress),
             _ => {}
         }
         #[cfg(not(feature = "cloud"))]
@@ -506,6 +518,7 @@ impl AnyTarget {
             Self::AppService(t) => return t.plan_notes(release).await,
             Self::ContainerApps(t) => return t.plan_notes(release).await,
             Self::StaticWebApp(t) => return t.plan_notes(release).await,
+            Self::StaticWebAppToken(t) => return t.plan_notes(release).await,
             _ => {}
         }
         let _ = release;

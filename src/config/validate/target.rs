@@ -22,6 +22,9 @@ pub fn target(name: &Name, t: &Target, cfg: &Config) -> Result<(), Issue> {
     }
     check_serverless(t)?;
     check_azure_strategy(t)?;
+    if let Some(swa) = &t.staticwebapp {
+        check_staticwebapp(swa).map_err(|issue| issue.under(&KeyPath::new().key("staticwebapp")))?;
+    }
     check_render(t)?;
     if let Some(k8s) = &t.kubernetes {
         check_kubernetes(k8s, t.strategy.kind)?;
@@ -173,6 +176,36 @@ fn check_azure_strategy(t: &Target) -> Result<(), Issue> {
         format!("an App Service app cannot take a `{}` strategy", strategy_name(t.strategy.kind)),
     )
     .hint("use `blue-green` (a deployment slot swapped into production) or `all-at-once` (deployed straight to production, or by a slot swap when the plan has slots)"))
+}
+
+/// A Static Web App is deployed through ARM (which needs the subscription and resource group)
+/// or with its deployment token (which cannot read the site's host name: `url` is needed).
+fn check_staticwebapp(swa: &crate::config::StaticWebAppTarget) -> Result<(), Issue> {
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+    match &swa.token_env {
+        Some(var) if var.trim().is_empty() => {
+            Err(Issue::new(KeyPath::new().key("token_env"), "`token_env` is empty")
+                .hint("name the variable that holds the deployment token, e.g. `AZURE_STATIC_WEB_APPS_API_TOKEN`"))
+        }
+        Some(_) if blank(&swa.url) => Err(Issue::new(
+            KeyPath::new().key("url"),
+            "a Static Web App deployed with its deployment token needs `url`",
+        )
+        .hint("set `url` to the site's address (its custom domain, or `https://NAME.azurestaticapps.net`): without Azure Resource Manager gantry cannot read it")),
+        Some(_) => Ok(()),
+        None => {
+            for (key, value) in [("subscription", &swa.subscription), ("resource_group", &swa.resource_group)] {
+                if blank(value) {
+                    return Err(Issue::new(
+                        KeyPath::new().key(key),
+                        format!("`{key}` is needed to deploy through Azure Resource Manager"),
+                    )
+                    .hint("set `subscription` and `resource_group`, or set `token_env` to deploy with the site's deployment token instead"));
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Render: one live deploy per service, replaced all at once when the next one goes live, so

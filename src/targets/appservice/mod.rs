@@ -147,33 +147,7 @@ impl AppServiceTarget {
     fn stored_zip(&self, label: &str) -> Result<PathBuf, TargetError> {
         let (version, digest) = parse_label(label)
             .ok_or_else(|| TargetError::new(format!("`{label}` in the tags of the app names no gantry release")))?;
-        let dir = self.release_store.join(format!(
-            "{}-{}",
-            version.to_string().replace('+', "_"),
-            &digest[..digest.len().min(12)]
-        ));
-        let missing = || {
-            TargetError::new(format!(
-                "release {version} (sha256:{}) is not in the release store {}, so it cannot be deployed again",
-                &digest[..digest.len().min(12)],
-                self.release_store.display()
-            ))
-            .with_hint(format!(
-                "package it here (`git checkout v{version} && gantry package`, then `gantry deploy --version {version}`), or deploy a good release"
-            ))
-        };
-        let bytes = std::fs::read(dir.join(crate::package::manifest::MANIFEST_FILE)).map_err(|_| missing())?;
-        use sha2::Digest as _;
-        let actual: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        if actual != digest {
-            return Err(missing());
-        }
-        let manifest: crate::package::manifest::Manifest = serde_json::from_slice(&bytes).map_err(|_| missing())?;
-        let artifact =
-            manifest.artifacts.iter().find(|a| a.name == self.settings.artifact.as_str()).ok_or_else(|| {
-                TargetError::new(format!("release {version} has no artifact `{}`", self.settings.artifact))
-            })?;
-        Ok(dir.join(&artifact.file))
+        super::direct::stored_artifact(&self.release_store, &version, &digest, self.settings.artifact.as_str())
     }
 
     async fn roles(&self) -> Result<Roles, AzureError> {

@@ -16,16 +16,19 @@
 //! to Azure as a presigned S3 URL that expires after an hour: nothing is uploaded from the
 //! machine that deploys, and a rollback can deploy any published release again, from anywhere.
 //!
-//! Why ARM and not the deployment token: the token is only taken by `StaticSitesClient`, a
-//! closed binary whose upload protocol has no published reference (ARCHITECTURE.md, "Static
-//! Web Apps"). So the target authenticates like `appservice` (Entra ID client secret or GitHub
-//! OIDC federation, `crate::azure`).
+//! This is the mode without `token_env`: it authenticates like `appservice` (Entra ID client
+//! secret or GitHub OIDC federation, `crate::azure`). With `token_env`, `token.rs` deploys with
+//! the deployment token through the SWA CLI instead, because the token is only taken by
+//! `StaticSitesClient`, a closed binary whose upload protocol has no published reference
+//! (ARCHITECTURE.md, "Static Web Apps").
 //!
 //! Cutover is direct (`super::direct`): a Static Web App's production environment takes the
 //! new content atomically when the deployment is `Ready`, so `gate-new` checks the live URL,
 //! and a failure deploys the previous release again. Named preview environments (the
 //! `builds/{environmentName}/zipdeploy` call) are reported to answer `NotImplemented`
 //! (Azure/azure-rest-api-specs#22267), so blue-green through them is not offered.
+
+pub mod token;
 
 use std::time::{Duration, Instant};
 
@@ -91,17 +94,20 @@ impl StaticWebAppTarget {
         self.site
             .get_or_try_init(|| async {
                 let s = &self.settings;
+                // Checked by config validation: set whenever `token_env` is not.
+                let subscription = s.subscription.as_deref().unwrap_or_default();
+                let resource_group = s.resource_group.as_deref().unwrap_or_default();
                 let arm = Arm::from_env()?;
                 let tagged = Tagged {
                     arm,
                     path: format!(
-                        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/staticSites/{}",
-                        s.subscription, s.resource_group, s.app
+                        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Web/staticSites/{}",
+                        s.app
                     ),
                     api_version: WEB_API,
                     what: format!(
-                        "Static Web App `{}` in resource group `{}` (subscription `{}`)",
-                        s.app, s.resource_group, s.subscription
+                        "Static Web App `{}` in resource group `{resource_group}` (subscription `{subscription}`)",
+                        s.app
                     ),
                 };
                 let resource = tagged.arm.get(&tagged.path, WEB_API, &tagged.what).await.map_err(|e| {

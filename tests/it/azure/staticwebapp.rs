@@ -289,3 +289,162 @@ fn curl_reads_the_static_site_calls_as_documented() {
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     assert_eq!(body(&bad)["error"]["code"], "BadRequest");
 }
+
+/// A stand-in for the Azure Static Web Apps CLI: `swa deploy DIR --env production` with the
+/// token in `SWA_CLI_DEPLOYMENT_TOKEN` copies DIR to the site's folder; a wrong token, or
+/// the file `fail` beside it (once), fails the way the CLI does (a message, exit 1), echoing the
+/// token it was given so that the test can see gantry hide it. Every call is logged.
+const FAKE_SWA: &str = r#"#!/usr/bin/env python3
+import json, os, shutil, sys
+here = os.path.dirname(os.path.abspath(__file__))
+token = os.environ.get("SWA_CLI_DEPLOYMENT_TOKEN", "")
+with open(os.path.join(here, "calls.jsonl"), "a") as log:
+    log.write(json.dumps({"argv": sys.argv[1:], "token": token == open(os.path.join(here, "token")).read()}) + "\n")
+if sys.argv[1:2] != ["deploy"] or sys.argv[3:] != ["--env", "production"]:
+    print("error: unknown arguments", sys.argv[1:], file=sys.stderr)
+    sys.exit(2)
+fail = os.path.join(here, "fail")
+if token != open(os.path.join(here, "token")).read() or os.path.exists(fail):
+    if os.path.exists(fail):
+        os.remove(fail)
+    print("Deploying project to Azure Static Web Apps...")
+    print(f"✖ The deployment token {token} is invalid or has expired.", file=sys.stderr)
+    sys.exit(1)
+site = os.path.join(here, "site")
+shutil.rmtree(site, ignore_errors=True)
+shutil.copytree(sys.argv[2], site)
+print("✔ Project deployed to https://example.azurestaticapps.net 🚀")
+"#;
+
+const TOKEN: &str = "swa-deployment-token-0123456789abcdef-never-printed";
+
+struct TokenProject {
+    dir: tempfile::TempDir,
+    bin: tempfile::TempDir,
+    _site: crate::stand_in::Server,
+}
+
+impl TokenProject {
+    fn new(url: bool) -> Self {
+        let bin = tempfile::tempdir().unwrap();
+        let swa = bin.path().join("swa");
+        std::fs::write(&swa, FAKE_SWA).unwrap();
+        std::fs::set_permissions(&swa, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(bin.path().join("token"), TOKEN).unwrap();
+        let folder = bin.path().join("site");
+        let site = crate::stand_in::serve(std::sync::Arc::new(move |req| {
+            let file = match req.route().trim_start_matches('/') {
+                "" => "index.html".to_owned(),
+                path => path.to_owned(),
+            };
+            match std::fs::read_to_string(folder.join(file)) {
+                Ok(text) => crate::stand_in::Response::text(200, text),
+                Err(_) => crate::stand_in::Response::text(404, "The page you're looking for can't be found."),
+            }
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let url = if url { format!(", url = \"{}\"", site.url()) } else { String::new() };
+        let config = format!(
+            "[project]\nname = \"pulse\"\n\n[artifacts.web]\nroot = \"web\"\n\n\
+             [environments.prd]\ntargets = [\"web\"]\n\n\
+             [targets.web]\nkind = \"staticwebapp\"\n\
+             staticwebapp = {{ app = \"{SITE}\", artifact = \"web\", token_env = \"SWA_TOKEN\"{url} }}\n\n\
+             [[targets.web.health]]\nurl = \"{{url}}/health.txt\"\nbody_contains = \"healthy\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\n\
+             healthy_threshold = 2\nunhealthy_threshold = 2\n"
+        );
+        write_tree(dir.path(), &[("gantry.toml", &config)]);
+        Self { dir, bin, _site: site }
+    }
+
+    fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = gantry(self.dir.path());
+        let path = format!("{}:{}", self.bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        cmd.args(["--env", "prd"]).args(args).env("PATH", path).env("SWA_TOKEN", TOKEN);
+        cmd
+    }
+
+    fn release(&self, version: &str, health: &str) {
+        let _ = std::fs::remove_dir_all(self.dir.path().join("web"));
+        write_tree(
+            self.dir.path(),
+            &[("web/index.html", "<!doctype html>"), ("web/health.txt", health), ("web/version.txt", version)],
+        );
+        gantry(self.dir.path()).args(["package", "-q", "--version", version]).assert().success();
+    }
+
+    fn live(&self) -> Option<String> {
+        std::fs::read_to_string(self.bin.path().join("site/version.txt")).ok()
+    }
+
+    fn calls(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.bin.path().join("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn with_a_deployment_token_the_swa_cli_deploys_and_a_failure_puts_the_previous_release_back() {
+    let p = TokenProject::new(true);
+    p.release("1.0.0", "healthy");
+    p.gantry(&["deploy", "--version", "1.0.0"]).assert().success();
+    assert_eq!(p.live().as_deref(), Some("1.0.0"));
+    let calls = p.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["token"], true, "the token came in SWA_CLI_DEPLOYMENT_TOKEN");
+    let argv: Vec<&str> = calls[0]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!((argv[0], &argv[2..]), ("deploy", &["--env", "production"][..]), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.contains(TOKEN)), "never on the command line");
+
+    // Failing health: 1.0.0 goes back, from the release store, as the ledger names it.
+    p.release("2.0.0", "failing");
+    let out = p.gantry(&["deploy", "--version", "2.0.0"]).assert().code(3);
+    let err = stderr(&out);
+    assert!(err.contains("health check failed") && err.contains("redeploying 1.0.0"), "{err}");
+    assert_eq!(p.live().as_deref(), Some("1.0.0"));
+    assert_eq!(p.calls().len(), 3);
+
+    // The CLI fails once (and prints the token): the error shows its output with the token
+    // hidden, and 1.0.0 is deployed again.
+    p.release("2.0.1", "healthy");
+    std::fs::write(p.bin.path().join("fail"), "").unwrap();
+    let out = p.gantry(&["-vv", "deploy", "--version", "2.0.1"]).assert().code(3);
+    let text = output(&out);
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("`swa deploy` of 2.0.1 to Static Web App `swa-impactpulse` failed"), "{text}");
+    assert!(text.contains("The deployment token *** is invalid"), "{text}");
+    assert!(text.contains("redeploying 1.0.0"), "{text}");
+    assert_eq!(p.live().as_deref(), Some("1.0.0"));
+
+    p.gantry(&["deploy", "--version", "2.0.1"]).assert().success();
+    assert_eq!(p.live().as_deref(), Some("2.0.1"));
+    let status = p.gantry(&["status"]).assert().success();
+    assert!(output(&status).contains("2.0.1"), "{}", output(&status));
+    let plan = output(&p.gantry(&["plan"]).assert().success());
+    assert!(plan.contains("`swa deploy`") && plan.contains("rollback target: 2.0.1"), "{plan}");
+}
+
+#[test]
+fn with_a_deployment_token_a_missing_url_token_or_cli_is_named_before_anything_runs() {
+    let p = TokenProject::new(false);
+    let err = stderr(&p.gantry(&["plan"]).assert().code(2));
+    assert!(err.contains("targets.web.staticwebapp.url"), "{err}");
+    assert!(err.contains("needs `url`"), "{err}");
+
+    let p = TokenProject::new(true);
+    p.release("1.0.0", "healthy");
+    let err = stderr(&p.gantry(&["deploy", "--version", "1.0.0"]).env_remove("SWA_TOKEN").assert().code(1));
+    assert!(err.contains("the deployment token variable SWA_TOKEN is not set"), "{err}");
+    assert!(err.contains("az staticwebapp secrets list"), "{err}");
+    assert!(p.calls().is_empty());
+
+    let err =
+        stderr(&p.gantry(&["deploy", "--version", "1.0.0"]).env("GANTRY_SWA_CLI", "/nonexistent/swa").assert().code(1));
+    assert!(
+        err.contains("cannot find `/nonexistent/swa`") && err.contains("npm install -g @azure/static-web-apps-cli"),
+        "{err}"
+    );
+    assert!(p.calls().is_empty(), "nothing ran");
+}
