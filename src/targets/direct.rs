@@ -187,14 +187,14 @@ impl Tagged {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn s(v: &str) -> Option<String> {
+    pub(crate) fn s(v: &str) -> Option<String> {
         Some(v.to_owned())
     }
 
-    fn roles(stable: Option<&str>, new: Option<&str>, percent: u8) -> Roles {
+    pub(crate) fn roles(stable: Option<&str>, new: Option<&str>, percent: u8) -> Roles {
         Roles { stable: stable.map(Into::into), new: new.map(Into::into), percent }
     }
 

@@ -55,6 +55,14 @@ impl Release {
     pub fn label(&self) -> String {
         format!("{} (sha256:{})", self.version, &self.digest[..self.digest.len().min(12)])
     }
+
+    /// The zip of artifact `name`, or an error that says how to package it.
+    pub fn artifact(&self, name: &str) -> Result<&PathBuf, TargetError> {
+        self.artifacts.get(name).ok_or_else(|| {
+            TargetError::new(format!("release {} has no artifact `{name}`", self.label()))
+                .with_hint(format!("package it with `[artifacts.{name}]` in gantry.toml"))
+        })
+    }
 }
 
 /// What a target reports as running now.

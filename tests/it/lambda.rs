@@ -20,7 +20,7 @@ use base64::Engine as _;
 use crate::cloudwatch::{self, Alarms};
 use crate::services::{aws_env, services, unique};
 use crate::stand_in::{self, Response, Server, aws, moto_get};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, stderr, write_tree};
 
 /// What a version answers.
 #[derive(Debug, Clone)]
@@ -239,10 +239,6 @@ fn weights(out: &assert_cmd::assert::Assert) -> Vec<u64> {
         .filter(|e| e["event"] == "traffic")
         .map(|e| e["new_weight"].as_u64().unwrap())
         .collect()
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
 #[test]

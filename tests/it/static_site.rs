@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::proxy::{Faults, Proxy};
 use crate::services::{aws_env, services, unique};
 use crate::stand_in::{self, Response, Server, aws, get, moto_get};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, stderr, write_tree};
 
 struct Site {
     dir: tempfile::TempDir,
@@ -187,10 +187,6 @@ fn edge(moto: String, bucket: String, distribution: String) -> Server {
         }
         Response::new(200, "application/octet-stream", body)
     }))
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
 #[test]

@@ -35,6 +35,17 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What a finished command wrote to stderr.
+pub fn stderr(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+/// What a finished command wrote, stdout then stderr.
+pub fn output(out: &assert_cmd::assert::Assert) -> String {
+    let o = out.get_output();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 /// Runs git in `dir` with a fixed identity and clock.
 pub fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")

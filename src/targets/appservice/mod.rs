@@ -135,11 +135,7 @@ impl AppServiceTarget {
 
     /// The release's zip, from the configured artifact.
     fn zip<'r>(&self, release: &'r Release) -> Result<&'r PathBuf, TargetError> {
-        let artifact = self.settings.artifact.as_str();
-        release.artifacts.get(artifact).ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
-                .with_hint(format!("package it with `[artifacts.{artifact}]` in gantry.toml"))
-        })
+        release.artifact(self.settings.artifact.as_str())
     }
 
     /// The zip of a release deployed earlier, from the release store: `LABEL` is
@@ -430,14 +426,7 @@ impl Target for AppServiceTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(v: &str) -> Option<String> {
-        Some(v.to_owned())
-    }
-
-    fn roles(stable: Option<&str>, new: Option<&str>, percent: u8) -> Roles {
-        Roles { stable: stable.map(Into::into), new: new.map(Into::into), percent }
-    }
+    use crate::targets::direct::tests::{roles, s};
 
     #[test]
     fn slot_settings_and_tags_say_who_is_stable_and_who_is_new() {

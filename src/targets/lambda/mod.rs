@@ -316,10 +316,7 @@ impl LambdaTarget {
         let Some(name) = &self.settings.artifact else {
             return Err(TargetError::new(format!("target `{}` names neither `artifact` nor `image`", self.name)));
         };
-        let path = release.artifacts.get(name.as_str()).ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{name}`", release.label()))
-                .with_hint(format!("package it with `[artifacts.{name}]` in gantry.toml"))
-        })?;
+        let path = release.artifact(name.as_str())?;
         let bytes = std::fs::read(path)
             .map_err(|e| TargetError::new(format!("cannot read {}", path.display())).with_source(e))?;
         let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();

@@ -173,11 +173,7 @@ impl StaticTarget {
 
     /// The site's zip in the release.
     fn artifact(&self, release: &Release) -> Result<std::path::PathBuf, TargetError> {
-        let artifact = &self.settings.artifact;
-        release.artifacts.get(artifact.as_str()).cloned().ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
-                .with_hint(format!("package the site with `[artifacts.{artifact}]` in gantry.toml"))
-        })
+        release.artifact(self.settings.artifact.as_str()).cloned()
     }
 
     fn cdn<'c>(&self, clients: &'c Clients) -> Result<&'c Cdn, TargetError> {

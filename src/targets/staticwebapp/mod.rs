@@ -142,11 +142,7 @@ impl StaticWebAppTarget {
 
     /// The release's zip on disk, from the configured artifact.
     fn zip<'r>(&self, release: &'r Release) -> Result<&'r std::path::PathBuf, TargetError> {
-        let artifact = self.settings.artifact.as_str();
-        release.artifacts.get(artifact).ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
-                .with_hint(format!("package it with `[artifacts.{artifact}]` in gantry.toml"))
-        })
+        release.artifact(self.settings.artifact.as_str())
     }
 
     /// The release bucket, or what to set.
@@ -290,6 +286,15 @@ impl StaticWebAppTarget {
     }
 }
 
+/// `shift`: a site serves one deployment whole, which took all traffic when it was deployed.
+fn whole(percent: u8) -> Result<(), TargetError> {
+    match percent {
+        0 | 100 => Ok(()),
+        p => Err(TargetError::new(format!("a Static Web App serves one deployment, not {p}% of one"))
+            .with_hint("use the all-at-once strategy")),
+    }
+}
+
 fn err(e: AzureError) -> TargetError {
     e.into_target()
 }
@@ -349,12 +354,7 @@ impl Target for StaticWebAppTarget {
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
-        match percent {
-            // The site took all traffic when the deployment was Ready.
-            0 | 100 => Ok(()),
-            p => Err(TargetError::new(format!("a Static Web App serves one deployment, not {p}% of one"))
-                .with_hint("use the all-at-once strategy")),
-        }
+        whole(percent)
     }
 
     async fn replace(&mut self, _old: u32) -> Result<(), TargetError> {

@@ -90,11 +90,7 @@ impl TokenSite {
 
     /// The release's zip, from the configured artifact.
     fn zip<'r>(&self, release: &'r Release) -> Result<&'r PathBuf, TargetError> {
-        let artifact = self.settings.artifact.as_str();
-        release.artifacts.get(artifact).ok_or_else(|| {
-            TargetError::new(format!("release {} has no artifact `{artifact}`", release.label()))
-                .with_hint(format!("package it with `[artifacts.{artifact}]` in gantry.toml"))
-        })
+        release.artifact(self.settings.artifact.as_str())
     }
 
     /// Unpacks `zip` into a temporary folder and runs `swa deploy` on it.
@@ -251,11 +247,7 @@ impl Target for TokenSite {
     }
 
     async fn shift(&mut self, percent: u8) -> Result<(), TargetError> {
-        match percent {
-            0 | 100 => Ok(()),
-            p => Err(TargetError::new(format!("a Static Web App serves one deployment, not {p}% of one"))
-                .with_hint("use the all-at-once strategy")),
-        }
+        super::whole(percent)
     }
 
     async fn replace(&mut self, _old: u32) -> Result<(), TargetError> {

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::{Azure, CLIENT_SECRET, SUBSCRIPTION};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, output, stderr, write_tree};
 
 const APP: &str = "app-impactpulse-api";
 const RG: &str = "rg-catalyzeup";
@@ -65,15 +65,6 @@ impl Project {
     fn production(&self) -> Option<String> {
         self.azure.version(APP, "production")
     }
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
-}
-
-fn output(out: &assert_cmd::assert::Assert) -> String {
-    let o = out.get_output();
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Loopback ports and temp paths out of plan text, for snapshots.

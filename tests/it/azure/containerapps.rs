@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::{Azure, SUBSCRIPTION};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, stderr, write_tree};
 
 const APP: &str = "ca-gateway";
 const RG: &str = "rg-connectsoft";
@@ -70,10 +70,6 @@ impl Project {
         let active = app.revisions.iter().filter(|(_, r)| r.active).map(|(n, _)| n.clone()).collect();
         (weights, active)
     }
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
 /// `ca-gateway--v1-0-0-DIGEST8` → `ca-gateway--v1-0-0`.

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::{Azure, SUBSCRIPTION};
 use crate::services::{aws_env, services, unique};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, output, stderr, write_tree};
 
 const SITE: &str = "swa-impactpulse";
 const RG: &str = "rg-catalyzeup";
@@ -90,15 +90,6 @@ impl Project {
     fn zipdeploys(&self) -> usize {
         self.azure.requests().iter().filter(|r| r.ends_with("/zipdeploy")).count()
     }
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
-}
-
-fn output(out: &assert_cmd::assert::Assert) -> String {
-    let o = out.get_output();
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{App, Cluster, ImageBehaviour, Ingress};
-use crate::support::{gantry, write_tree};
+use crate::support::{gantry, stderr, write_tree};
 
 const NS: &str = "shop";
 const REGISTRY: &str = "registry.example/api";
@@ -133,10 +133,6 @@ fn ready(s: &super::State, deployment: &str) -> usize {
         .iter()
         .filter(|p| p.owner.rsplit_once('-').is_some_and(|(d, _)| d == deployment))
         .count()
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
 fn replica_sets(f: &Fixture) -> Vec<Value> {

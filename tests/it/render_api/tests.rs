@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::Render;
 use super::model::Behaviour;
-use crate::support::{gantry, git, write_tree};
+use crate::support::{gantry, git, stderr, write_tree};
 
 const KEY: &str = "rnd_emulatedSecretKey0123456789";
 const IMAGE: &str = "docker.io/acme/mims-graph-api";
@@ -81,10 +81,6 @@ impl Fixture {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
-}
-
-fn stderr(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
 }
 
 fn image(tag: &str) -> String {
