@@ -9,7 +9,8 @@
 //! - `gantry-previous`: what ran before it (`none` when nothing gantry knows of), set once
 //!   per deployment, so a retried deploy never records its own release as the previous one.
 //!
-//! A release is named `VERSION sha256:DIGEST` (the digest of its `release.json`).
+//! A release is named `VERSION sha256:DIGEST` (the digest of its `release.json`), here and in
+//! the `containerapps` target's revisions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use super::direct::{label, parse_label};
 use super::{Live, LiveVersion, Progress, Release, Target, TargetError};
 use crate::azure::{Arm, AzureError};
 use crate::config;
@@ -309,15 +310,6 @@ fn label_of(template: &Value) -> Option<String> {
             .find(|e| e["name"] == RELEASE_ENV)
             .and_then(|e| e["value"].as_str().map(str::to_owned))
     })
-}
-
-fn label(release: &Release) -> String {
-    format!("{} sha256:{}", release.version, release.digest)
-}
-
-fn parse_label(label: &str) -> Option<(semver::Version, String)> {
-    let (version, digest) = label.trim().split_once(' ')?;
-    Some((version.parse().ok()?, digest.strip_prefix("sha256:")?.to_owned()))
 }
 
 /// `v1-2-3-rc-1-abcdef12`: lower-case letters, digits and single hyphens, starting with a

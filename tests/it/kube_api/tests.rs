@@ -180,6 +180,24 @@ fn kubernetes_rolling_updates_the_image_and_follows_the_rollout() {
 }
 
 #[test]
+fn kubernetes_gantry_rollback_returns_to_the_previous_good_release() {
+    let f = Fixture::new("{ type = \"rolling\", batch = 1 }", false, 600);
+    f.deploy("1.0.0").success();
+    f.deploy("2.0.0").success();
+    assert_eq!(f.served(), vec!["2.0.0"]);
+    let out = f.gantry(&["--env", "dev", "rollback"]).success();
+    assert!(stderr(&out).contains("1.0.0"), "{}", stderr(&out));
+    assert_eq!(f.image_of("api"), image("1.0.0"));
+    assert_eq!(f.served(), vec!["1.0.0"]);
+    let d = f.deployment("api");
+    assert_eq!(d["spec"]["template"]["metadata"]["annotations"]["gantry.dev/version"], "1.0.0");
+    assert!(d["metadata"]["annotations"]["gantry.dev/deploying"].is_null(), "finished: {d}");
+    // And forward again to a named release.
+    f.gantry(&["--env", "dev", "rollback", "--to", "2.0.0"]).success();
+    assert_eq!(f.served(), vec!["2.0.0"]);
+}
+
+#[test]
 fn kubernetes_progress_deadline_exceeded_rolls_back_to_the_previous_replica_set() {
     let f = Fixture::new("{ type = \"rolling\", batch = 1 }", false, 1);
     f.deploy("1.0.0").success();
