@@ -25,7 +25,6 @@ const INSTALL: &str = "install it (`npm install -g @azure/static-web-apps-cli`),
 const OUTPUT_LINES: usize = 20;
 
 pub struct TokenSite {
-    name: String,
     settings: config::StaticWebAppTarget,
     /// What gantry's ledger says is live, and a deployment a dead process left unfinished.
     live: Option<ReleaseRef>,
@@ -45,7 +44,6 @@ impl TokenSite {
     ) -> Self {
         let history = crate::state::target_history(ledger, name);
         Self {
-            name: name.to_owned(),
             settings: settings.clone(),
             live: history.live.map(|d| d.release.clone()),
             unfinished: history
@@ -76,7 +74,7 @@ impl TokenSite {
     fn token(&self) -> Result<String, TargetError> {
         let var = self.token_env();
         std::env::var(var).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).ok_or_else(|| {
-            TargetError::new(format!("target `{}`: the deployment token variable {var} is not set", self.name))
+            TargetError::new(format!("the deployment token variable {var} is not set"))
                 .with_hint(format!(
                     "set {var} to the site's deployment token (`az staticwebapp secrets list --name {} --query properties.apiKey`), e.g. from a GitHub secret",
                     self.settings.app
