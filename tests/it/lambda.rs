@@ -50,28 +50,8 @@ impl Fixture {
         let function = unique("fn");
         let bucket = unique("fn-releases");
         aws(&["s3api", "create-bucket", "--bucket", &bucket]);
-        let role = unique("role");
-        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-        let role_arn = aws(&["iam", "create-role", "--role-name", &role, "--assume-role-policy-document", trust]);
         let dir = tempfile::tempdir().unwrap();
-        let first = dir.path().join("first.zip");
-        zip_one(&first, "handler.py", "def handler(event, context):\n    return 'by hand'\n");
-        aws(&[
-            "lambda",
-            "create-function",
-            "--function-name",
-            &function,
-            "--runtime",
-            "python3.12",
-            "--handler",
-            "handler.handler",
-            "--role",
-            role_arn["Role"]["Arn"].as_str().unwrap(),
-            "--zip-file",
-            &format!("fileb://{}", first.display()),
-        ]);
-        aws(&["lambda", "publish-version", "--function-name", &function]);
-        aws(&["lambda", "create-alias", "--function-name", &function, "--name", "live", "--function-version", "1"]);
+        function_by_hand(&[], &function, "by hand", None, dir.path());
 
         let behaviours = Arc::new(Mutex::new(HashMap::new()));
         let alarms = Alarms::default();
@@ -152,6 +132,38 @@ impl Fixture {
             .unwrap()
             .len()
     }
+}
+
+/// A function made by hand, its calls prefixed with `region` (`["--region", "us-west-2"]`,
+/// or nothing for the default): a role, `handler.py` returning `says`, version 1 (with
+/// `description` when given) and alias `live` on it.
+fn function_by_hand(region: &[&str], function: &str, says: &str, description: Option<&str>, dir: &Path) {
+    let run = |rest: &[&str]| aws(&region.iter().chain(rest).copied().collect::<Vec<_>>());
+    let role = unique("role");
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role_arn = aws(&["iam", "create-role", "--role-name", &role, "--assume-role-policy-document", trust]);
+    let first = dir.join("first.zip");
+    zip_one(&first, "handler.py", &format!("def handler(event, context):\n    return '{says}'\n"));
+    run(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        function,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "handler.handler",
+        "--role",
+        role_arn["Role"]["Arn"].as_str().unwrap(),
+        "--zip-file",
+        &format!("fileb://{}", first.display()),
+    ]);
+    let mut publish = vec!["lambda", "publish-version", "--function-name", function];
+    if let Some(d) = description {
+        publish.extend(["--description", d]);
+    }
+    run(&publish);
+    run(&["lambda", "create-alias", "--function-name", function, "--name", "live", "--function-version", "1"]);
 }
 
 fn zip_one(path: &Path, name: &str, contents: &str) {
@@ -496,39 +508,10 @@ fn a_targets_own_region_is_where_lambda_is_called() {
     let function = unique("fn-west");
     let bucket = unique("fn-west-releases");
     aws(&["s3api", "create-bucket", "--bucket", &bucket]);
-    let role = unique("role");
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role_arn = aws(&["iam", "create-role", "--role-name", &role, "--assume-role-policy-document", trust]);
     let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("first.zip");
-    zip_one(&first, "handler.py", "def handler(event, context):\n    return 'west'\n");
-    let west = ["--region", "us-west-2"];
     let digest = "ab".repeat(32);
-    let args = |rest: &[&str]| west.iter().chain(rest).map(|s| (*s).to_owned()).collect::<Vec<String>>();
-    let run = |rest: &[&str]| aws(&args(rest).iter().map(String::as_str).collect::<Vec<_>>());
-    run(&[
-        "lambda",
-        "create-function",
-        "--function-name",
-        &function,
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "handler.handler",
-        "--role",
-        role_arn["Role"]["Arn"].as_str().unwrap(),
-        "--zip-file",
-        &format!("fileb://{}", first.display()),
-    ]);
-    run(&[
-        "lambda",
-        "publish-version",
-        "--function-name",
-        &function,
-        "--description",
-        &format!("gantry 0.9.0 sha256:{digest}"),
-    ]);
-    run(&["lambda", "create-alias", "--function-name", &function, "--name", "live", "--function-version", "1"]);
+    let description = format!("gantry 0.9.0 sha256:{digest}");
+    function_by_hand(&["--region", "us-west-2"], &function, "west", Some(&description), dir.path());
     let config = |region: &str| {
         format!(
             "[project]\nname = \"fn\"\n\n[artifacts.app]\nroot = \"app\"\n\n\
@@ -557,10 +540,7 @@ fn a_targets_own_region_is_where_lambda_is_called() {
         )),
         "{err}"
     );
-    let alias = aws(&args(&["lambda", "get-alias", "--function-name", &function, "--name", "live"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    let alias = aws(&["--region", "us-west-2", "lambda", "get-alias", "--function-name", &function, "--name", "live"]);
     assert_eq!(alias["FunctionVersion"], "1", "nothing moved");
 
     // Without its own region the target is looked for in the environment's, where it is not.

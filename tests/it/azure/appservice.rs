@@ -40,12 +40,7 @@ impl Project {
     }
 
     fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = gantry(self.path());
-        cmd.args(["--env", "prd"]).args(args).envs(self.azure.env());
-        for var in ["ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "AZURE_FEDERATED_TOKEN_FILE"] {
-            cmd.env_remove(var);
-        }
-        cmd
+        self.azure.gantry(self.path(), args)
     }
 
     /// Packages `version`, whose health endpoint answers as `health` says.

@@ -40,10 +40,7 @@ impl Project {
     }
 
     fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = gantry(self.path());
-        cmd.args(["--env", "prd"]).args(args).envs(self.azure.env());
-        cmd.env_remove("ACTIONS_ID_TOKEN_REQUEST_URL").env_remove("AZURE_FEDERATED_TOKEN_FILE");
-        cmd
+        self.azure.gantry(self.path(), args)
     }
 
     /// Packages `version`; its image answers health checks as `health` says.

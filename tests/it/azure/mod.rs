@@ -90,6 +90,17 @@ impl Azure {
         self.server.url()
     }
 
+    /// `gantry --env prd ARGS` in `dir`, pointed at this emulator with a client secret and
+    /// no federated credential (none from GitHub Actions or a token file).
+    pub fn gantry(&self, dir: &std::path::Path, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = crate::support::gantry(dir);
+        cmd.args(["--env", "prd"]).args(args).envs(self.env());
+        for var in ["ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "AZURE_FEDERATED_TOKEN_FILE"] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
     /// The variables that point gantry at this emulator with a client secret.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

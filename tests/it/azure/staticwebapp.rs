@@ -51,11 +51,8 @@ impl Project {
     }
 
     fn gantry(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = gantry(self.path());
-        cmd.args(["--env", "prd"]).args(args).envs(self.azure.env()).envs(aws_env(services()));
-        for var in ["ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "AZURE_FEDERATED_TOKEN_FILE"] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = self.azure.gantry(self.path(), args);
+        cmd.envs(aws_env(services()));
         cmd
     }
 

@@ -210,24 +210,17 @@ impl State {
         behaviour.ready_after.is_some_and(|d| pod.started.elapsed() >= d)
     }
 
+    /// `(namespace, name)` of every object of `kind`.
+    fn names(&self, kind: &str) -> Vec<(String, String)> {
+        self.objects.keys().filter(|(k, _, _)| k == kind).map(|(_, n, name)| (n.clone(), name.clone())).collect()
+    }
+
     /// One pass of the Deployment and ReplicaSet controllers over every Deployment.
     pub fn tick(&mut self) {
-        let deployments: Vec<_> = self
-            .objects
-            .keys()
-            .filter(|(k, _, _)| k == "deployments")
-            .map(|(_, n, name)| (n.clone(), name.clone()))
-            .collect();
-        for (ns, name) in deployments {
+        for (ns, name) in self.names("deployments") {
             self.sync_deployment(&ns, &name);
         }
-        let sets: Vec<_> = self
-            .objects
-            .keys()
-            .filter(|(k, _, _)| k == "replicasets")
-            .map(|(_, n, name)| (n.clone(), name.clone()))
-            .collect();
-        for (ns, name) in sets {
+        for (ns, name) in self.names("replicasets") {
             self.sync_replica_set(&ns, &name);
         }
     }
