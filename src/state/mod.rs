@@ -264,8 +264,9 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// A random number from the OS (for lock tokens), without another crate.
-fn rand_u64() -> u64 {
+/// A random number from the OS (for lock tokens, and where a `local` replica starts probing
+/// for a port), without another crate.
+pub(crate) fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(now_ms() as u64);
