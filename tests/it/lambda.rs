@@ -15,8 +15,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-
 use crate::cloudwatch::{self, Alarms};
 use crate::services::{aws_env, services, unique};
 use crate::stand_in::{self, Response, Server, aws, moto_get};
@@ -93,10 +91,7 @@ impl Fixture {
         gantry(self.path()).args(["package", "-q", "--version", version]).assert().success();
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.path().join("dist/release.json")).unwrap()).unwrap();
-        let hex = manifest["artifacts"][0]["sha256"].as_str().unwrap();
-        let bytes: Vec<u8> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-        let code_sha = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let code_sha = crate::support::sha256_b64(manifest["artifacts"][0]["sha256"].as_str().unwrap());
         self.behaviours.lock().unwrap().insert(code_sha, behaviour);
         self.gantry(&["publish", "-q"]).assert().success();
     }

@@ -21,6 +21,8 @@ pub struct Faults {
     /// Rewrites the value of every `x-amz-checksum-sha256` request header on the way in
     /// (first character changed), as a server that stored something else would report.
     pub corrupt_checksums: bool,
+    /// The same for every `x-amz-checksum-crc64nvme` header (the checksums of parts).
+    pub corrupt_part_checksums: bool,
     /// Answers every request as S3 does for an unknown access key (403 InvalidAccessKeyId).
     pub deny: bool,
     /// After the resets and stalls, the next `flips` connections to carry `after_bytes`
@@ -154,10 +156,14 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
             Ok(n) => n,
         };
         log_request_lines(&buf[..n], &mut carry, &state);
-        if state.lock().unwrap().faults.corrupt_checksums {
-            corrupt_checksum_headers(&mut buf[..n]);
+        let faults = state.lock().unwrap().faults.clone();
+        if faults.corrupt_checksums {
+            corrupt_header(&mut buf[..n], b"x-amz-checksum-sha256:");
         }
-        let after = state.lock().unwrap().faults.after_bytes;
+        if faults.corrupt_part_checksums {
+            corrupt_header(&mut buf[..n], b"x-amz-checksum-crc64nvme:");
+        }
+        let after = faults.after_bytes;
         if after > 0 && sent + n > after && sent <= after {
             let fault = take_fault(&mut state.lock().unwrap().faults);
             if let Fault::Flip = fault {
@@ -195,9 +201,8 @@ fn answer_denied(mut client: TcpStream) {
     let _ = client.shutdown(Shutdown::Write);
 }
 
-/// Changes the first character of each `x-amz-checksum-sha256:` header value in place.
-fn corrupt_checksum_headers(bytes: &mut [u8]) {
-    let name = b"x-amz-checksum-sha256:";
+/// Changes the first character of each `name` header value in place.
+fn corrupt_header(bytes: &mut [u8], name: &[u8]) {
     let mut i = 0;
     while i + name.len() < bytes.len() {
         if bytes[i..i + name.len()].eq_ignore_ascii_case(name) {

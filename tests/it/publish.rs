@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine;
+
 use crate::proxy::{Faults, Proxy};
 use crate::services::{Services, aws_env, services, unique};
 use crate::support::{gantry, write_tree};
@@ -122,8 +124,22 @@ fn checksums_read_back_by_the_aws_cli_match_the_manifest() {
         let head = aws(s, &["s3api", "head-object", "--bucket", &bucket, "--key", &key, "--checksum-mode", "ENABLED"]);
         assert_eq!(head["Metadata"]["gantry-sha256"], artifact["sha256"], "{key}");
         assert_eq!(head["ContentLength"], artifact["size"], "{key}");
-        assert!(head["ChecksumSHA256"].is_string(), "S3 holds a SHA-256 checksum for {key}: {head}");
+        let size = artifact["size"].as_u64().unwrap();
+        if size > 16 << 20 {
+            // Uploaded in parts: S3 (here moto, computing with the AWS CRT) holds the whole
+            // object's CRC64NVME, the full-object checksum gantry sent and compared.
+            let bytes = std::fs::read(dir.path().join("dist").join(artifact["file"].as_str().unwrap())).unwrap();
+            let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+            assert_eq!(head["ChecksumCRC64NVME"], b64.as_str(), "{key}: {head}");
+            assert_eq!(head["ChecksumType"], "FULL_OBJECT", "{key}: {head}");
+        } else {
+            // Put whole: S3 holds the file's SHA-256, the manifest's.
+            let b64 = crate::support::sha256_b64(artifact["sha256"].as_str().unwrap());
+            assert_eq!(head["ChecksumSHA256"], b64.as_str(), "{key}: {head}");
+        }
     }
+    assert!(manifest["artifacts"].as_array().unwrap().iter().any(|a| a["size"].as_u64().unwrap() > 16 << 20));
     // The 40 MiB artifact went up in parts; nothing is left in progress.
     let uploads = aws(s, &["s3api", "list-multipart-uploads", "--bucket", &bucket]);
     assert!(uploads["Uploads"].as_array().is_none_or(Vec::is_empty), "{uploads}");
@@ -329,6 +345,30 @@ fn a_stored_checksum_that_differs_fails_the_publish_and_removes_the_object() {
     proxy.set_faults(Faults::default());
     publish(dir.path(), &proxy.url(), &[]).success();
     assert!(keys(s, &bucket).contains(&"releases/shop/6.0.0/release.json".to_owned()));
+}
+
+#[test]
+fn a_part_checksum_the_server_reports_differently_aborts_the_upload() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "6.1.0", 40 << 20, "a");
+    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    // Every part reaches moto with another CRC64NVME than gantry computed: moto keeps and
+    // echoes it, so the part is not what gantry sent as far as the server can tell.
+    proxy.set_faults(Faults { corrupt_part_checksums: true, ..Faults::default() });
+    let out = publish(dir.path(), &proxy.url(), &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("blob-6.1.0.zip does not hold what was uploaded"), "the object is named: {stderr}");
+    assert!(stderr.contains("for part "), "the part is named: {stderr}");
+    assert!(stderr.contains("release.json was not written"), "{stderr}");
+    assert!(
+        !keys(s, &bucket).iter().any(|k| k.contains("blob") || k.ends_with("release.json")),
+        "{:?}",
+        keys(s, &bucket)
+    );
+    let uploads = aws(s, &["s3api", "list-multipart-uploads", "--bucket", &bucket]);
+    assert!(uploads["Uploads"].as_array().is_none_or(Vec::is_empty), "the upload was aborted: {uploads}");
 }
 
 #[test]

@@ -71,3 +71,10 @@ pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(p, contents).unwrap();
     }
 }
+
+/// S3's form of a hex SHA-256 (from release.json): base64 of its bytes.
+pub fn sha256_b64(hex: &str) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
