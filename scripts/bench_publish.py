@@ -18,8 +18,8 @@ ETag. Even so, on 2 cores the server's own work is most of the CPU of either run
 
 `aws s3 cp` runs from its own virtualenv (.tools/bench-awscli), installed as `pip install
 awscli` installs it: without awscrt. The test services' virtualenv has awscrt (moto needs it
-for CRC64NVME), and with it installed `aws s3 cp` used about 7.5 s of CPU per GiB here
-instead of about 4, which would flatter gantry.
+for CRC64NVME); with it installed, `aws s3 cp` used 6.4 to 7.5 s of CPU per GiB here instead
+of 3.8 to 4.2 s, which would flatter gantry.
 """
 import argparse
 import os
