@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build build-release demo package publish deploy release approve rollback status test lint lint-workflows fmt ci bench bench-memory bench-image bench-deploy bench-demo schema install clean
+.PHONY: all build build-release demo package publish deploy release approve rollback status test lint lint-workflows fmt ci bench bench-memory bench-image bench-publish bench-publish-memory bench-deploy bench-demo schema install clean
 
 all: build
 
@@ -58,6 +58,14 @@ bench-memory: build-release
 # (scripts/test-services starts it, and moto for the ECR token), then unchanged re-pushes.
 bench-image: build-release
 	python3 scripts/bench_image.py --markdown docs/benchmarks.md
+
+# `gantry publish` against `aws s3 cp` of a 1 GiB artifact to s3s-fs on loopback, then an
+# unchanged re-publish; and gantry's peak memory publishing 5 GiB.
+bench-publish: build-release
+	python3 scripts/bench_publish.py speed --markdown docs/benchmarks.md
+
+bench-publish-memory: build-release
+	python3 scripts/bench_publish.py memory --markdown docs/benchmarks.md
 
 # Under steady load from hey through nginx: rolling, blue-green and canary deploys of a good
 # release, rollback time of a release whose health fails, failed requests during a failing

@@ -170,7 +170,7 @@ def speed(args, proj: Path) -> list[str]:
         "",
         f"Speed: gantry is **{cmed / gmed:.2f}x** `aws s3 cp` (target at least 1.3x). CPU columns are medians of "
         "user + system seconds, of the client process and of the server during that client's run. gantry's time "
-        "includes SHA-256 of the whole file from the bytes sent, CRC64NVME of the whole file and of every part, "
+        "includes SHA-256 of the whole file from the bytes sent, CRC64NVME of every part (the object's is combined from them), "
         "MD5 of every part (s3s-fs keeps no multipart checksum, so parts and the object are checked by ETag; "
         "the MD5s are computed while the server assembles the object), HeadObject checks, and uploading "
         "SHA256SUMS and release.json.",
