@@ -35,6 +35,22 @@ fn project(dir: &Path, bucket: &str, version: &str, big_bytes: usize, salt: &str
     gantry(dir).args(["package", "-q", "--version", version]).env("SOURCE_DATE_EPOCH", "1700000000").assert().success();
 }
 
+/// A test's own project (see `project`, salt "a") and bucket, with a proxy in front of moto.
+struct Proxied {
+    s: &'static Services,
+    dir: tempfile::TempDir,
+    bucket: String,
+    proxy: Proxy,
+}
+
+fn proxied(version: &str, big_bytes: usize) -> Proxied {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, version, big_bytes, "a");
+    Proxied { s, dir, bucket, proxy: Proxy::start(s.moto.trim_start_matches("http://")) }
+}
+
 /// A new versioned bucket, created with the AWS CLI.
 fn bucket(s: &Services) -> String {
     let name = unique("rel");
@@ -72,11 +88,7 @@ fn writes(proxy: &Proxy) -> Vec<String> {
 
 #[test]
 fn publishes_artifacts_then_source_then_manifest_and_republish_sends_nothing() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "1.2.0", 0, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { dir, proxy, .. } = proxied("1.2.0", 0);
 
     let out = publish(dir.path(), &proxy.url(), &["--output", "json"]).success();
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).expect("one JSON document");
@@ -260,11 +272,7 @@ fn concurrent_publishes_of_one_version_commit_exactly_once() {
 
 #[test]
 fn resets_and_stalls_mid_transfer_are_retried_and_the_release_lands_whole() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "4.0.0", 20 << 20, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { s, dir, bucket, proxy } = proxied("4.0.0", 20 << 20);
     // The first connections are cut 100 kB into their uploads, the next one hangs.
     proxy.set_faults(Faults {
         resets: 2,
@@ -298,11 +306,7 @@ fn resets_and_stalls_mid_transfer_are_retried_and_the_release_lands_whole() {
 
 #[test]
 fn a_dead_endpoint_fails_cleanly_without_a_release_json() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "5.0.0", 0, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { s, dir, bucket, proxy } = proxied("5.0.0", 0);
     // Four connections work (bucket check, first artifact), then the endpoint is gone.
     proxy.set_faults(Faults { refuse_after: Some(4), ..Faults::default() });
     let out = gantry(dir.path())
@@ -323,11 +327,7 @@ fn a_dead_endpoint_fails_cleanly_without_a_release_json() {
 
 #[test]
 fn a_stored_checksum_that_differs_fails_the_publish_and_removes_the_object() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "6.0.0", 0, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { s, dir, bucket, proxy } = proxied("6.0.0", 0);
     // moto stores whatever checksum it is sent: here, not the one gantry computed.
     proxy.set_faults(Faults { corrupt_checksums: true, ..Faults::default() });
     let out = gantry(dir.path())
@@ -349,11 +349,7 @@ fn a_stored_checksum_that_differs_fails_the_publish_and_removes_the_object() {
 
 #[test]
 fn a_part_checksum_the_server_reports_differently_aborts_the_upload() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "6.1.0", 40 << 20, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { s, dir, bucket, proxy } = proxied("6.1.0", 40 << 20);
     // Every part reaches moto with another CRC64NVME than gantry computed: moto keeps and
     // echoes it, so the part is not what gantry sent as far as the server can tell.
     proxy.set_faults(Faults { corrupt_part_checksums: true, ..Faults::default() });
@@ -373,11 +369,7 @@ fn a_part_checksum_the_server_reports_differently_aborts_the_upload() {
 
 #[test]
 fn credentials_the_endpoint_refuses_are_named_with_a_hint() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "7.0.0", 0, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { dir, bucket, proxy, .. } = proxied("7.0.0", 0);
     proxy.set_faults(Faults { deny: true, ..Faults::default() });
     let out = publish(dir.path(), &proxy.url(), &[]).code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
@@ -389,11 +381,7 @@ fn credentials_the_endpoint_refuses_are_named_with_a_hint() {
 
 #[test]
 fn without_server_checksums_multipart_uploads_are_checked_by_etag_and_corruption_is_caught() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "8.0.0", 40 << 20, "a");
-    let proxy = Proxy::start(s.moto.trim_start_matches("http://"));
+    let Proxied { s, dir, bucket, proxy } = proxied("8.0.0", 40 << 20);
     // The server keeps no checksum (as s3s-fs for multipart objects), and one byte of a
     // part is changed on its way there: the part's ETag is then not the MD5 gantry
     // computed, so gantry reads the object back, finds the difference, and deletes it.
