@@ -22,8 +22,8 @@
 //!   is available (an ETag that is not an MD5) is the object read back and hashed.
 //!
 //! Large files go up as multipart uploads: one thread reads the file in order (and
-//! hashes it whole, SHA-256 and CRC64NVME), and at most `PART_CONCURRENCY` parts are hashed and sent at a time:
-//! about 80 MiB of parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part
+//! hashes it whole), and at most `PART_CONCURRENCY` parts are checksummed and sent at a
+//! time: about 80 MiB of parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part
 //! limit makes parts larger, and fewer go at once).
 //! An upload that fails or is interrupted is aborted; uploads of the same key left
 //! behind by a killed run are aborted before a new one starts.
@@ -303,14 +303,15 @@ impl Bucket {
             .map_err(|e| self.classify("CreateMultipartUpload", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
 
-        let (mut parts, crc64) = match self.upload_parts(key, file, &upload_id, cancel, progress).await {
-            Ok(uploaded) => uploaded,
+        let mut parts = match self.upload_parts(key, file, &upload_id, cancel, progress).await {
+            Ok(parts) => parts,
             Err(e) => {
                 self.abort(key, &upload_id).await;
                 return Err(e);
             }
         };
-        let mut expected = Expected { algorithm: Algorithm::Crc64Nvme, checksum: b64_crc(crc64), etag: None };
+        let whole = b64_crc(whole_crc64(&parts));
+        let mut expected = Expected { algorithm: Algorithm::Crc64Nvme, checksum: whole, etag: None };
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -383,8 +384,7 @@ impl Bucket {
 
     /// Reads `file` once, in order, on one blocking thread that hashes it whole while
     /// up to `PART_CONCURRENCY` parts are checksummed and sent. Fails with `Changed` when
-    /// the bytes read are not the manifest's. Returns the parts and the whole file's
-    /// CRC64NVME.
+    /// the bytes read are not the manifest's.
     async fn upload_parts(
         &self,
         key: &str,
@@ -392,7 +392,7 @@ impl Bucket {
         upload_id: &str,
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(Vec<Part>, u64), S3Error> {
+    ) -> Result<Vec<Part>, S3Error> {
         let LocalFile { path, size, sha256 } = *file;
         let part_size = part_size(size);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, Bytes)>(1);
@@ -433,8 +433,7 @@ impl Bucket {
             return Err(S3Error::Changed { path: path.to_owned(), expected: hex(&sha256), actual: hex(&digest) });
         }
         parts.sort_by_key(|p| p.number);
-        let crc64 = whole_crc64(&parts);
-        Ok((parts, crc64))
+        Ok(parts)
     }
 
     /// Sends one part and checks what the server says it received: the CRC64NVME it
