@@ -25,6 +25,11 @@ pub struct ManifestArtifact {
     pub file: String,
     pub size: u64,
     pub sha256: String,
+    /// The zip's CRC64NVME as S3 reports a full-object checksum (base64 of the 8 big-endian
+    /// bytes): what `aws s3api head-object --checksum-mode ENABLED` shows for the object
+    /// `publish` uploads in parts. Absent from manifests written before gantry recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
     /// Number of entries in the zip.
     pub entries: usize,
 }
@@ -54,6 +59,19 @@ pub fn archive_file_name(artifact: &str, version: &semver::Version) -> String {
     format!("{artifact}-{}.zip", version.to_string().replace('+', "_"))
 }
 
+/// A CRC64NVME as S3 writes it: base64 of its 8 big-endian bytes.
+pub fn crc64nvme_b64(crc: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// The CRC64NVME in S3's form (`crc64nvme_b64`), or `None` when it is not one.
+pub fn parse_crc64nvme(b64: &str) -> Option<u64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
 /// RFC 3339 UTC for a unix time.
 pub fn rfc3339(epoch: i64) -> String {
     jiff::Timestamp::from_second(epoch)
@@ -77,6 +95,7 @@ mod tests {
             file: format!("{name}.zip"),
             size: 1,
             sha256: sha.into(),
+            crc64nvme: None,
             entries: 1,
         };
         let m = Manifest {
@@ -90,5 +109,25 @@ mod tests {
         };
         assert_eq!(m.sha256sums(), "aa  api.zip\nbb  web.zip\n");
         assert_eq!(m.created, "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn crc64nvme_is_written_as_s3_writes_it_and_read_back() {
+        // The CRC-64/NVME check value (the CRC of "123456789", from the NVMe spec and the
+        // CRC catalogue) and S3's form of it: base64 of the 8 big-endian bytes.
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b"123456789");
+        assert_eq!(crc, 0xAE8B_1486_0A79_9888);
+        assert_eq!(crc64nvme_b64(crc), "rosUhgp5mIg=");
+        assert_eq!(parse_crc64nvme("rosUhgp5mIg="), Some(crc));
+        assert_eq!(parse_crc64nvme("rosUhgp5"), None, "six bytes");
+        assert_eq!(parse_crc64nvme("not base64!"), None);
+    }
+
+    #[test]
+    fn a_manifest_without_crc64nvme_still_reads() {
+        let old = r#"{"name":"api","file":"api-1.0.0.zip","size":3,"sha256":"aa","entries":1}"#;
+        let artifact: ManifestArtifact = serde_json::from_str(old).unwrap();
+        assert_eq!(artifact.crc64nvme, None);
+        assert!(!serde_json::to_string(&artifact).unwrap().contains("crc64nvme"), "nothing invented on write");
     }
 }

@@ -300,34 +300,54 @@ fn package_one(
             source => PackageError::Archive { artifact: name.to_owned(), source },
         })?;
 
-    let (size, sha256) = hash_file(temp.path())?;
-    let artifact =
-        ManifestArtifact { name: name.to_owned(), file: planned.file.clone(), size, sha256, entries: stats.entries };
+    let digest = hash_file(temp.path())?;
+    let artifact = ManifestArtifact {
+        name: name.to_owned(),
+        file: planned.file.clone(),
+        size: digest.size,
+        sha256: digest.sha256,
+        crc64nvme: Some(manifest::crc64nvme_b64(digest.crc64nvme)),
+        entries: stats.entries,
+    };
     events(Event::ArtifactFinished { artifact: &artifact, elapsed: started.elapsed() });
     Ok((temp, artifact))
 }
 
-/// Size and lower-case hex SHA-256 of a file.
-pub fn hash_file(path: &Path) -> Result<(u64, String), PackageError> {
-    let io_err = |source| PackageError::Io { context: "cannot read", path: path.to_owned(), source };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let (size, digest) = hash_reader(&mut file).map_err(io_err)?;
-    Ok((size, hex(&digest)))
+/// What one read of a file tells: its size and the two checksums release.json records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub size: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// CRC64NVME (S3's full-object checksum).
+    pub crc64nvme: u64,
 }
 
-/// Bytes read and SHA-256 of everything `reader` yields, a MiB at a time.
-pub fn hash_reader(reader: &mut impl Read) -> io::Result<(u64, [u8; 32])> {
-    let mut hasher = Sha256::new();
+/// Size, SHA-256 and CRC64NVME of a file, read once.
+pub fn hash_file(path: &Path) -> Result<FileDigest, PackageError> {
+    let io_err = |source| PackageError::Io { context: "cannot read", path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    hash_reader(&mut file).map_err(io_err)
+}
+
+/// Bytes read, SHA-256 and CRC64NVME of everything `reader` yields, a MiB at a time.
+fn hash_reader(reader: &mut impl Read) -> io::Result<FileDigest> {
+    let mut sha256 = Sha256::new();
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
     let mut buf = vec![0; 1 << 20];
     let mut size = 0;
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok((size, hasher.finalize().into())),
+            Ok(0) => {
+                let sha256 = hex(&sha256.finalize());
+                return Ok(FileDigest { size, sha256, crc64nvme: crc.finalize() });
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
+        sha256.update(&buf[..n]);
+        crc.update(&buf[..n]);
         size += n as u64;
     }
 }

@@ -50,6 +50,9 @@ pub struct PlannedObject {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: [u8; 32],
+    /// The file's CRC64NVME, as release.json records it for an artifact (computed for
+    /// the other objects). A multipart upload proves its bytes by it.
+    pub crc64nvme: Option<u64>,
     pub role: Role,
 }
 
@@ -82,6 +85,10 @@ pub struct ObjectReport {
     pub role: Role,
     pub size: u64,
     pub sha256: String,
+    /// The file's CRC64NVME (base64, as S3 reports it): the checksum S3 keeps for an
+    /// object uploaded in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
     pub status: Status,
     pub version_id: Option<String>,
 }
@@ -220,14 +227,22 @@ pub fn plan(request: &PublishRequest) -> Result<PublishPlan, PublishError> {
     let mut hashed = false;
     for artifact in &manifest.artifacts {
         let path = request.dist.join(&artifact.file);
-        let (size, sha256) = match hashes.sha256(&request.dist, &artifact.file) {
-            // Untouched since it was hashed: no need to read it (the upload hashes what it sends).
-            Some(known) if known == artifact.sha256 => (artifact.size, parse_hex(&artifact.sha256)?),
+        let recorded_crc = match &artifact.crc64nvme {
+            Some(b64) => Some(package::manifest::parse_crc64nvme(b64).ok_or_else(|| PublishError::Changed {
+                file: MANIFEST_FILE.into(),
+                what: format!("`{b64}` (crc64nvme of {}) is not a CRC64NVME", artifact.file),
+            })?),
+            None => None,
+        };
+        let (size, sha256, crc64nvme) = match hashes.sha256(&request.dist, &artifact.file) {
+            // Untouched since it was hashed: no need to read it (the upload checks what it sends).
+            Some(known) if known == artifact.sha256 => (artifact.size, parse_hex(&artifact.sha256)?, recorded_crc),
             _ => {
-                let checked = checked(&path, &artifact.file, Some((artifact.size, &artifact.sha256)))?;
+                let expected = Recorded { size: artifact.size, sha256: &artifact.sha256, crc64nvme: recorded_crc };
+                let (size, sha256, crc) = checked(&path, &artifact.file, Some(expected))?;
                 hashes.record(&request.dist, &artifact.file, &artifact.sha256);
                 hashed = true;
-                checked
+                (size, sha256, Some(crc))
             }
         };
         objects.push(PlannedObject {
@@ -235,6 +250,7 @@ pub fn plan(request: &PublishRequest) -> Result<PublishPlan, PublishError> {
             path,
             size,
             sha256,
+            crc64nvme,
             role: Role::Artifact,
         });
     }
@@ -247,36 +263,39 @@ pub fn plan(request: &PublishRequest) -> Result<PublishPlan, PublishError> {
     if sums != manifest.sha256sums() {
         return Err(PublishError::Changed { file: SUMS_FILE.into(), what: "it does not match release.json".into() });
     }
-    let (size, sha256) = checked(&sums_path, SUMS_FILE, None)?;
+    let (size, sha256, crc) = checked(&sums_path, SUMS_FILE, None)?;
     objects.push(PlannedObject {
         key: format!("{release_prefix}{SUMS_FILE}"),
         path: sums_path,
         size,
         sha256,
+        crc64nvme: Some(crc),
         role: Role::Checksums,
     });
 
     let source_zip = match &request.source_key {
         Some(key) => {
             let zip = source_zip(&manifest_path, &request.config_path, &request.dist, manifest.source_date_epoch)?;
-            let (size, sha256) = checked(zip.path(), "pipeline source", None)?;
+            let (size, sha256, crc) = checked(zip.path(), "pipeline source", None)?;
             objects.push(PlannedObject {
                 key: key.clone(),
                 path: zip.path().to_owned(),
                 size,
                 sha256,
+                crc64nvme: Some(crc),
                 role: Role::PipelineSource,
             });
             Some(zip)
         }
         None => None,
     };
-    let (size, sha256) = checked(&manifest_path, MANIFEST_FILE, None)?;
+    let (size, sha256, crc) = checked(&manifest_path, MANIFEST_FILE, None)?;
     objects.push(PlannedObject {
         key: format!("{release_prefix}{MANIFEST_FILE}"),
         path: manifest_path,
         size,
         sha256,
+        crc64nvme: Some(crc),
         role: Role::Manifest,
     });
     Ok(PublishPlan { manifest, bucket: request.bucket.clone(), release_prefix, objects, _source_zip: source_zip })
@@ -342,11 +361,13 @@ async fn put_one(
         role: object.role,
         size: object.size,
         sha256: hex.clone(),
+        crc64nvme: object.crc64nvme.map(package::manifest::crc64nvme_b64),
         status,
         version_id,
     };
     let existing = bucket.head(&object.key).await?;
-    let local = s3::LocalFile { path: &object.path, size: object.size, sha256: object.sha256 };
+    let local =
+        s3::LocalFile { path: &object.path, size: object.size, sha256: object.sha256, crc64nvme: object.crc64nvme };
     let same = |r: &s3::Remote| s3::Bucket::holds(r, &local);
     // The pipeline source is a pointer to the latest release: it is replaced, never refused.
     let replaceable = object.role == Role::PipelineSource || request.force;
@@ -363,16 +384,7 @@ async fn put_one(
         None => (Some(Condition::Absent), Status::Uploaded),
     };
     let progress = |n| events(Event::Progress { bytes: n });
-    match bucket
-        .put_file(
-            &object.key,
-            &s3::LocalFile { path: &object.path, size: object.size, sha256: object.sha256 },
-            condition,
-            cancel,
-            &progress,
-        )
-        .await
-    {
+    match bucket.put_file(&object.key, &local, condition, cancel, &progress).await {
         Ok(up) => Ok(report(status, up.version_id)),
         // Someone else wrote the key between our look and our write: same bytes are fine.
         Err(S3Error::PreconditionFailed { .. }) => match bucket.head(&object.key).await? {
@@ -392,26 +404,41 @@ async fn put_one(
     }
 }
 
-/// Size and SHA-256 of `path`, checked against what the manifest recorded.
-fn checked(path: &Path, name: &str, expected: Option<(u64, &str)>) -> Result<(u64, [u8; 32]), PublishError> {
-    let (size, hex) = package::hash_file(path).map_err(|e| match e {
+/// What release.json records of an artifact.
+struct Recorded<'a> {
+    size: u64,
+    sha256: &'a str,
+    crc64nvme: Option<u64>,
+}
+
+/// Size, SHA-256 and CRC64NVME of `path`, checked against what the manifest recorded.
+fn checked(path: &Path, name: &str, expected: Option<Recorded<'_>>) -> Result<(u64, [u8; 32], u64), PublishError> {
+    let found = package::hash_file(path).map_err(|e| match e {
         package::PackageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             PublishError::Changed { file: name.to_owned(), what: "it is missing".into() }
         }
         package::PackageError::Io { source, path, .. } => PublishError::Io { path, source },
         other => PublishError::Io { path: path.to_owned(), source: std::io::Error::other(other.to_string()) },
     })?;
-    if let Some((want_size, want_hex)) = expected
-        && (size != want_size || hex != want_hex)
+    if let Some(want) = expected
+        && (found.size != want.size
+            || found.sha256 != want.sha256
+            || want.crc64nvme.is_some_and(|crc| crc != found.crc64nvme))
     {
         let what = format!(
-            "release.json says {want_size} bytes, sha256 {}; it is {size} bytes, sha256 {}",
-            &want_hex[..12],
-            &hex[..12]
+            "release.json says {} bytes, sha256 {}{}; it is {} bytes, sha256 {}{}",
+            want.size,
+            &want.sha256[..want.sha256.len().min(12)],
+            want.crc64nvme.map(|c| format!(", crc64nvme {}", package::manifest::crc64nvme_b64(c))).unwrap_or_default(),
+            found.size,
+            &found.sha256[..12],
+            want.crc64nvme
+                .map(|_| format!(", crc64nvme {}", package::manifest::crc64nvme_b64(found.crc64nvme)))
+                .unwrap_or_default(),
         );
         return Err(PublishError::Changed { file: name.to_owned(), what });
     }
-    Ok((size, parse_hex(&hex)?))
+    Ok((found.size, parse_hex(&found.sha256)?, found.crc64nvme))
 }
 
 /// A hex SHA-256 (from release.json or `hash_file`) as bytes.

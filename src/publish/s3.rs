@@ -2,16 +2,20 @@
 //! sorted into what a user can act on.
 //!
 //! Integrity, for every object:
-//! - Each byte of the file is read once, into memory, and what is hashed is exactly
-//!   what is sent. The whole file's SHA-256, computed from those bytes, must equal the
-//!   manifest's before the object can become visible (before `PutObject`, or before
-//!   `CompleteMultipartUpload`); otherwise the upload is aborted.
+//! - Each byte of the file is read once, into memory, and what is checksummed is exactly
+//!   what is sent. Before the object can become visible (before `PutObject`, or before
+//!   `CompleteMultipartUpload`), the checksum of those bytes must equal the manifest's;
+//!   otherwise the upload is aborted.
 //! - Every object records the whole file's SHA-256 in `x-amz-meta-gantry-sha256`. A
-//!   single put carries the same SHA-256 (`x-amz-checksum-sha256`). A multipart upload
-//!   uses S3's full-object CRC64NVME instead: each part carries its own CRC64NVME, and
-//!   `CompleteMultipartUpload` the whole object's, which S3 checks against the parts. A
-//!   CRC costs a twentieth of a SHA-256 here (8 GB/s against 1.5 GB/s); the SHA-256 of
-//!   the bytes sent still proves they are the manifest's, and the CRC that they arrived.
+//!   single put carries the same SHA-256 (`x-amz-checksum-sha256`), checked against the
+//!   manifest's. A multipart upload uses S3's full-object CRC64NVME instead: each part
+//!   carries its own CRC64NVME, and `CompleteMultipartUpload` the whole object's, which
+//!   S3 checks against the parts. release.json records every artifact's CRC64NVME
+//!   beside its SHA-256, both computed from the same read when it was packaged, so the
+//!   CRC of the bytes sent is compared with the manifest's directly, and so is the one
+//!   S3 reports. A CRC costs a twentieth of a SHA-256 here (8 GB/s against 1.5 GB/s), and
+//!   the upload computes it for the parts anyway. Only for a manifest without CRC64NVMEs
+//!   (written by an older gantry) does the reader hash the file whole for its SHA-256.
 //! - The server is not trusted to have validated anything (moto does not). gantry
 //!   compares a checksum the server reports with one it computed itself: the part
 //!   checksum echoed by `UploadPart`, the full-object one returned by
@@ -21,8 +25,7 @@
 //!   the object's ETag the MD5 of those MD5s, `-N`, as S3 defines it. Only when neither
 //!   is available (an ETag that is not an MD5) is the object read back and hashed.
 //!
-//! Large files go up as multipart uploads: one thread reads the file in order (and
-//! hashes it whole), and at most `PART_CONCURRENCY` parts are checksummed and sent at a
+//! Large files go up as multipart uploads: one thread reads the file in order, and at most `PART_CONCURRENCY` parts are checksummed and sent at a
 //! time: about 80 MiB of parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part
 //! limit makes parts larger, and fewer go at once).
 //! An upload that fails or is interrupted is aborted; uploads of the same key left
@@ -91,6 +94,10 @@ pub struct LocalFile<'a> {
     pub size: u64,
     /// The whole file's SHA-256.
     pub sha256: [u8; 32],
+    /// The whole file's CRC64NVME, when release.json records it. A multipart upload then
+    /// proves the bytes it sent by their CRC64NVME, which it computes anyway, and reads
+    /// the file without hashing it a second time for its SHA-256.
+    pub crc64nvme: Option<u64>,
 }
 
 /// A finished upload.
@@ -113,7 +120,7 @@ pub enum S3Error {
         "s3://{bucket}/{key} does not hold what was uploaded: S3 reports checksum {actual}, gantry computed {expected}"
     )]
     Integrity { bucket: String, key: String, expected: String, actual: String },
-    #[error("{} changed while it was being uploaded: release.json says sha256 {expected}, the bytes read have {actual}", path.display())]
+    #[error("{} changed while it was being uploaded: release.json says {expected}, the bytes read have {actual}", path.display())]
     Changed { path: std::path::PathBuf, expected: String, actual: String },
     #[error("cannot read {}", path.display())]
     Read {
@@ -237,7 +244,7 @@ impl Bucket {
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Uploaded, S3Error> {
-        let LocalFile { path, size, sha256 } = *file;
+        let LocalFile { path, size, sha256, .. } = *file;
         let (version_id, expected) = if size > MULTIPART_THRESHOLD {
             self.put_multipart(key, file, condition, cancel, progress).await?
         } else {
@@ -245,7 +252,11 @@ impl Bucket {
             let body = bytes.clone();
             let digest: [u8; 32] = off_thread(move || Sha256::digest(&body).into()).await;
             if digest != sha256 {
-                return Err(S3Error::Changed { path: path.to_owned(), expected: hex(&sha256), actual: hex(&digest) });
+                return Err(S3Error::Changed {
+                    path: path.to_owned(),
+                    expected: format!("sha256 {}", hex(&sha256)),
+                    actual: format!("sha256 {}", hex(&digest)),
+                });
             }
             let mut request = self
                 .client
@@ -382,9 +393,11 @@ impl Bucket {
         }
     }
 
-    /// Reads `file` once, in order, on one blocking thread that hashes it whole while
-    /// up to `PART_CONCURRENCY` parts are checksummed and sent. Fails with `Changed` when
-    /// the bytes read are not the manifest's.
+    /// Reads `file` once, in order, on one blocking thread, while up to
+    /// `PART_CONCURRENCY` parts are checksummed and sent. Fails with `Changed` when the
+    /// bytes read are not the manifest's: their CRC64NVME, combined from the parts', must
+    /// be the one release.json records; without one, the reader also hashes the file
+    /// whole for its SHA-256.
     async fn upload_parts(
         &self,
         key: &str,
@@ -393,14 +406,14 @@ impl Bucket {
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<Part>, S3Error> {
-        let LocalFile { path, size, sha256 } = *file;
+        let LocalFile { path, size, sha256, crc64nvme } = *file;
         let part_size = part_size(size);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, Bytes)>(1);
         let owned = path.to_owned();
-        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<Option<[u8; 32]>> {
             use std::io::Read;
             let mut source = std::fs::File::open(&owned)?;
-            let mut whole = Sha256::new();
+            let mut whole = crc64nvme.is_none().then(Sha256::new);
             for i in 0..size.div_ceil(part_size) {
                 let len = part_size.min(size - i * part_size);
                 let mut buf = Vec::with_capacity(usize::try_from(len).expect("a part fits in memory"));
@@ -408,13 +421,15 @@ impl Bucket {
                 if buf.len() as u64 != len {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
-                whole.update(&buf);
+                if let Some(whole) = &mut whole {
+                    whole.update(&buf);
+                }
                 let number = i32::try_from(i + 1).expect("at most 10,000 parts");
                 if tx.blocking_send((number, Bytes::from(buf))).is_err() {
                     break; // the upload failed; its error is reported
                 }
             }
-            Ok(whole.finalize().into())
+            Ok(whole.map(|w| w.finalize().into()))
         });
         let parts = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
             .map(|(number, bytes)| async move {
@@ -429,11 +444,22 @@ impl Bucket {
         let read = reader.await.map_err(std::io::Error::other).and_then(|r| r);
         let mut parts = parts?;
         let digest = read.map_err(|source| S3Error::Read { path: path.to_owned(), source })?;
-        if digest != sha256 || parts.len() as u64 != size.div_ceil(part_size) {
-            return Err(S3Error::Changed { path: path.to_owned(), expected: hex(&sha256), actual: hex(&digest) });
-        }
         parts.sort_by_key(|p| p.number);
-        Ok(parts)
+        let changed = |expected: String, actual: String| S3Error::Changed { path: path.to_owned(), expected, actual };
+        if parts.len() as u64 != size.div_ceil(part_size) {
+            let sent: u64 = parts.iter().map(|p| p.len).sum();
+            return Err(changed(format!("{size} bytes"), format!("{sent} bytes")));
+        }
+        match (crc64nvme, digest) {
+            (Some(recorded), _) if whole_crc64(&parts) != recorded => Err(changed(
+                format!("crc64nvme {}", b64_crc(recorded)),
+                format!("crc64nvme {}", b64_crc(whole_crc64(&parts))),
+            )),
+            (None, Some(digest)) if digest != sha256 => {
+                Err(changed(format!("sha256 {}", hex(&sha256)), format!("sha256 {}", hex(&digest))))
+            }
+            _ => Ok(parts),
+        }
     }
 
     /// Sends one part and checks what the server says it received: the CRC64NVME it
@@ -557,7 +583,8 @@ impl Bucket {
     }
 
     /// Whether `remote` holds `file`: the size and recorded SHA-256 match, and so does S3's
-    /// own checksum whenever the endpoint keeps one (whole-object or composite).
+    /// own checksum whenever the endpoint keeps one that can be compared (a whole-object
+    /// SHA-256, or a CRC64NVME when the file's is known).
     pub fn holds(remote: &Remote, file: &LocalFile<'_>) -> bool {
         let recorded = remote.recorded_sha256.as_deref() == Some(hex(&file.sha256).as_str());
         let checksum = match &remote.checksum_sha256 {
@@ -567,7 +594,12 @@ impl Bucket {
             // uploaded it, and objects that failed were deleted: the recorded SHA-256 decides.
             _ => true,
         };
-        remote.size == file.size && recorded && checksum
+        // S3's CRC64NVME is always of the whole object, whoever uploaded it and however.
+        let crc = match (&remote.checksum_crc64nvme, file.crc64nvme) {
+            (Some(c), Some(local)) => *c == b64_crc(local),
+            _ => true,
+        };
+        remote.size == file.size && recorded && checksum && crc
     }
 
     /// Aborts multipart uploads of `key` that a killed run left behind. Best effort: a
@@ -782,7 +814,7 @@ pub fn b64(digest: &[u8; 32]) -> String {
 
 /// A CRC64NVME as S3 writes it: base64 of its 8 big-endian bytes.
 fn b64_crc(crc: u64) -> String {
-    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+    crate::package::manifest::crc64nvme_b64(crc)
 }
 
 pub fn hex(digest: &[u8]) -> String {

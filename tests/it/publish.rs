@@ -136,14 +136,17 @@ fn checksums_read_back_by_the_aws_cli_match_the_manifest() {
         let head = aws(s, &["s3api", "head-object", "--bucket", &bucket, "--key", &key, "--checksum-mode", "ENABLED"]);
         assert_eq!(head["Metadata"]["gantry-sha256"], artifact["sha256"], "{key}");
         assert_eq!(head["ContentLength"], artifact["size"], "{key}");
+        // release.json records each artifact's CRC64NVME in S3's form.
+        let bytes = std::fs::read(dir.path().join("dist").join(artifact["file"].as_str().unwrap())).unwrap();
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+        assert_eq!(artifact["crc64nvme"], b64.as_str(), "{key}");
         let size = artifact["size"].as_u64().unwrap();
         if size > 16 << 20 {
             // Uploaded in parts: S3 (here moto, computing with the AWS CRT) holds the whole
-            // object's CRC64NVME, the full-object checksum gantry sent and compared.
-            let bytes = std::fs::read(dir.path().join("dist").join(artifact["file"].as_str().unwrap())).unwrap();
-            let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
-            let b64 = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
-            assert_eq!(head["ChecksumCRC64NVME"], b64.as_str(), "{key}: {head}");
+            // object's CRC64NVME, the full-object checksum gantry sent and compared, and it
+            // is the manifest's.
+            assert_eq!(head["ChecksumCRC64NVME"], artifact["crc64nvme"], "{key}: {head}");
             assert_eq!(head["ChecksumType"], "FULL_OBJECT", "{key}: {head}");
         } else {
             // Put whole: S3 holds the file's SHA-256, the manifest's.
@@ -210,6 +213,68 @@ fn an_artifact_changed_after_packaging_is_refused_before_any_upload() {
     assert!(stderr.contains("api-1.0.0.zip changed after it was packaged"), "{stderr}");
     assert!(stderr.contains("gantry package"), "{stderr}");
     assert!(keys(s, &bucket).is_empty(), "nothing was uploaded");
+}
+
+/// Rewrites the blob artifact's `crc64nvme` in release.json (`None`: removes it, as in a
+/// manifest from before gantry recorded one). The zip is untouched, so its SHA-256 still
+/// matches and the hash cache spares publish from reading it while planning.
+fn edit_blob_crc(dir: &Path, crc: Option<&str>) {
+    let path = dir.join("dist/release.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let blob = manifest["artifacts"].as_array_mut().unwrap().iter_mut().find(|a| a["name"] == "blob").unwrap();
+    let blob = blob.as_object_mut().unwrap();
+    assert!(blob.contains_key("crc64nvme"), "package records it: {blob:?}");
+    match crc {
+        Some(crc) => blob.insert("crc64nvme".into(), crc.into()),
+        None => blob.remove("crc64nvme"),
+    };
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn bytes_sent_in_parts_whose_crc64nvme_is_not_the_manifests_are_never_committed() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "1.0.0", 20 << 20, "a");
+    // The check runs on the bytes as they are sent: release.json says one CRC, the file
+    // read during the upload has another.
+    edit_blob_crc(dir.path(), Some("AAAAAAAAAAE="));
+    let out = publish(dir.path(), &s.moto, &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("blob-1.0.0.zip changed while it was being uploaded"), "{stderr}");
+    assert!(stderr.contains("release.json says crc64nvme AAAAAAAAAAE=, the bytes read have crc64nvme "), "{stderr}");
+    assert!(stderr.contains("gantry package"), "{stderr}");
+    let stored = keys(s, &bucket);
+    assert!(!stored.iter().any(|k| k.ends_with("blob-1.0.0.zip") || k.ends_with("release.json")), "{stored:?}");
+    let uploads = aws(s, &["s3api", "list-multipart-uploads", "--bucket", &bucket]);
+    assert!(uploads["Uploads"].as_array().is_none_or(Vec::is_empty), "the upload was aborted: {uploads}");
+
+    // A value that is not a CRC64NVME at all is refused before anything is sent.
+    edit_blob_crc(dir.path(), Some("not-a-crc"));
+    let out = publish(dir.path(), &s.moto, &[]).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("`not-a-crc` (crc64nvme of blob-1.0.0.zip) is not a CRC64NVME"), "{stderr}");
+}
+
+#[test]
+fn a_manifest_from_before_crc64nvme_is_published_by_its_sha256() {
+    let s = services();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = bucket(s);
+    project(dir.path(), &bucket, "1.0.0", 20 << 20, "a");
+    edit_blob_crc(dir.path(), None);
+    let out = publish(dir.path(), &s.moto, &["--output", "json"]).success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let blob = report["objects"].as_array().unwrap().iter().find(|o| o["key"] == "releases/shop/1.0.0/blob-1.0.0.zip");
+    assert_eq!(blob.unwrap()["status"], "uploaded", "{report}");
+    // Still uploaded in parts with a full-object CRC64NVME, computed from the bytes sent.
+    let key = "releases/shop/1.0.0/blob-1.0.0.zip";
+    let head = aws(s, &["s3api", "head-object", "--bucket", &bucket, "--key", key, "--checksum-mode", "ENABLED"]);
+    let bytes = std::fs::read(dir.path().join("dist/blob-1.0.0.zip")).unwrap();
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
+    assert_eq!(head["ChecksumCRC64NVME"], base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()).as_str());
+    assert!(keys(s, &bucket).iter().any(|k| k.ends_with("release.json")));
 }
 
 #[test]
