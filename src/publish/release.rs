@@ -1,10 +1,10 @@
 //! `gantry publish`: a packaged release into the environment's S3 release bucket.
 //!
 //! Plan, then apply. `plan` reads `dist/release.json`, checks every file it names
-//! against its recorded size and SHA-256 (a file changed after packaging is refused),
-//! and lays out the keys; it touches nothing remote. An archive whose stat still matches
-//! `dist/.gantry-hashes.json` is not read again to plan: the upload hashes every byte it
-//! sends and refuses to commit anything that is not the manifest's (`s3`). `apply` uploads, in this order:
+//! against its recorded size, SHA-256 and CRC64NVME (a file changed after packaging is
+//! refused), and lays out the keys; it touches nothing remote. An archive whose stat still
+//! matches `dist/.gantry-hashes.json` is not read again to plan: the upload checksums every
+//! byte it sends and refuses to commit anything that is not the manifest's (`s3`). `apply` uploads, in this order:
 //! 1. every artifact and `SHA256SUMS` under `PREFIX/PROJECT/VERSION/`;
 //! 2. the pipeline source object (a zip of release.json and gantry.toml at the key
 //!    the environment's CodePipeline S3 source watches), when the environment has a pipeline;
