@@ -44,11 +44,17 @@ struct Proxied {
 }
 
 fn proxied(version: &str, big_bytes: usize) -> Proxied {
+    let (s, dir, bucket) = packaged(version, big_bytes, "a");
+    Proxied { s, dir, bucket, proxy: Proxy::start(s.moto.trim_start_matches("http://")) }
+}
+
+/// A test's own project (see `project`) in a temporary folder, and its own bucket.
+fn packaged(version: &str, big_bytes: usize, salt: &str) -> (&'static Services, tempfile::TempDir, String) {
     let s = services();
     let dir = tempfile::tempdir().unwrap();
     let bucket = bucket(s);
-    project(dir.path(), &bucket, version, big_bytes, "a");
-    Proxied { s, dir, bucket, proxy: Proxy::start(s.moto.trim_start_matches("http://")) }
+    project(dir.path(), &bucket, version, big_bytes, salt);
+    (s, dir, bucket)
 }
 
 /// A new versioned bucket, created with the AWS CLI.
@@ -123,10 +129,7 @@ fn publishes_artifacts_then_source_then_manifest_and_republish_sends_nothing() {
 
 #[test]
 fn checksums_read_back_by_the_aws_cli_match_the_manifest() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "1.0.0", 40 << 20, "a");
+    let (s, dir, bucket) = packaged("1.0.0", 40 << 20, "a");
     publish(dir.path(), &s.moto, &[]).success();
 
     let manifest: serde_json::Value =
@@ -178,10 +181,7 @@ fn checksums_read_back_by_the_aws_cli_match_the_manifest() {
 
 #[test]
 fn a_published_version_is_immutable_unless_forced() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "2.0.0", 0, "first");
+    let (s, dir, bucket) = packaged("2.0.0", 0, "first");
     publish(dir.path(), &s.moto, &[]).success();
 
     project(dir.path(), &bucket, "2.0.0", 0, "second");
@@ -200,10 +200,7 @@ fn a_published_version_is_immutable_unless_forced() {
 
 #[test]
 fn an_artifact_changed_after_packaging_is_refused_before_any_upload() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "1.0.0", 0, "a");
+    let (s, dir, bucket) = packaged("1.0.0", 0, "a");
     let zip = dir.path().join("dist/api-1.0.0.zip");
     let mut bytes = std::fs::read(&zip).unwrap();
     bytes.push(0);
@@ -233,10 +230,7 @@ fn edit_blob_crc(dir: &Path, crc: Option<&str>) {
 
 #[test]
 fn bytes_sent_in_parts_whose_crc64nvme_is_not_the_manifests_are_never_committed() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "1.0.0", 20 << 20, "a");
+    let (s, dir, bucket) = packaged("1.0.0", 20 << 20, "a");
     // The check runs on the bytes as they are sent: release.json says one CRC, the file
     // read during the upload has another.
     edit_blob_crc(dir.path(), Some("AAAAAAAAAAE="));
@@ -259,10 +253,7 @@ fn bytes_sent_in_parts_whose_crc64nvme_is_not_the_manifests_are_never_committed(
 
 #[test]
 fn a_manifest_from_before_crc64nvme_is_published_by_its_sha256() {
-    let s = services();
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = bucket(s);
-    project(dir.path(), &bucket, "1.0.0", 20 << 20, "a");
+    let (s, dir, bucket) = packaged("1.0.0", 20 << 20, "a");
     edit_blob_crc(dir.path(), None);
     let out = publish(dir.path(), &s.moto, &["--output", "json"]).success();
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
