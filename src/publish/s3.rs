@@ -25,9 +25,10 @@
 //!   the object's ETag the MD5 of those MD5s, `-N`, as S3 defines it. Only when neither
 //!   is available (an ETag that is not an MD5) is the object read back and hashed.
 //!
-//! Large files go up as multipart uploads: one thread reads the file in order, and at most `PART_CONCURRENCY` parts are checksummed and sent at a
-//! time: about 80 MiB of parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part
-//! limit makes parts larger, and fewer go at once).
+//! Large files go up as multipart uploads: one thread reads the file in order, and at
+//! most `PART_CONCURRENCY` parts are checksummed and sent at a time: about 80 MiB of
+//! parts in memory for any file up to 78 GiB (beyond that S3's 10,000-part limit makes
+//! parts larger, and fewer go at once).
 //! An upload that fails or is interrupted is aborted; uploads of the same key left
 //! behind by a killed run are aborted before a new one starts.
 
