@@ -37,6 +37,49 @@ The release goes to --env, else the environment with approval = \"required\".
 Exit codes: 2 nothing was changed (no token, dirty tree, no new commits, a tag on another
 commit), 1 a step failed (run again to finish).";
 
+const PACKAGE_HELP: &str = "\
+Examples:
+  gantry package                     # version from git tags, into dist/
+  gantry package --version 1.4.0     # an explicit version (a leading v is accepted)
+  gantry package -a api --skip-build # one artifact, without running its build command
+  gantry --output json package       # the manifest as JSON on stdout
+
+Each [artifacts.NAME] becomes dist/NAME-VERSION.zip, byte for byte the same on any machine
+for the same files and source date (SOURCE_DATE_EPOCH, else the commit time), beside
+SHA256SUMS and release.json (each zip's size, entry count, SHA-256 and CRC64NVME). Without
+--version: the highest vX.Y.Z tag on a clean HEAD, else the next patch with -dev.N+gHASH.
+release.json is written last, so it never names a missing or partial zip.
+Exit codes: 2 bad version or config, 1 a build or archive failed, 130 interrupted.";
+
+const PUBLISH_HELP: &str = "\
+Examples:
+  gantry --env prd publish                  # dist/ to the environment's release_bucket
+  gantry --env prd publish --version 1.4.0  # refuse unless dist/ holds exactly 1.4.0
+  gantry --env prd --output json publish    # objects, checksums, version ids, for scripts
+
+Objects go to s3://BUCKET/PREFIX/PROJECT/VERSION/: the zips and SHA256SUMS, then the
+pipeline source object when the environment has a pipeline, then release.json last, the
+commit point. Every object's checksum is checked as it is sent (it must be the one
+packaged) and read back after. Re-running is safe: objects already stored with the same bytes are reported
+unchanged and not sent. A published version never changes: different bytes under it are
+refused unless --force. Of two concurrent publishes of one version, exactly one commits.
+Exit codes: 2 not packaged, wrong --version or no such bucket, 1 refused or failed (nothing
+half-published is visible: no release.json), 130 interrupted.";
+
+const IMAGE_PUSH_HELP: &str = "\
+Examples:
+  gantry --env prd image push                  # every [images.NAME]
+  gantry --env prd image push deployer         # one image
+  gantry --env prd image push --version 1.4.0  # also tag it 1.4.0
+
+No Docker daemon needed. The image comes from an OCI layout or archive, a `docker save`
+file, or is assembled from `base` plus `layers`. gantry hashes the files its `inputs`
+select: if the repository already has the tag inputs-HASH, nothing is uploaded. Otherwise
+only the blobs the registry lacks are sent, and every tag is read back and must be the
+digest gantry computed; a tag in an immutable repository is never moved.
+Exit codes: 2 unknown image, missing source or repository, or a tag that points elsewhere
+in an immutable repository; 1 the push failed.";
+
 const AFTER_HELP: &str = "\
 Configuration is read from gantry.toml in the current directory or the nearest parent
 (or --config). Settings resolve as: command-line flag > GANTRY_* environment variable >
@@ -101,8 +144,10 @@ pub enum Command {
     /// Show the exact steps `deploy` would take, without changing anything
     Plan(EnvTargetArgs),
     /// Build every artifact into reproducible zips with SHA256SUMS and release.json
+    #[command(after_help = PACKAGE_HELP)]
     Package(PackageArgs),
     /// Upload the packaged release to the environment's S3 release bucket
+    #[command(after_help = PUBLISH_HELP)]
     Publish(PublishArgs),
     /// Container images: push to ECR without a Docker daemon
     #[command(subcommand)]
@@ -186,6 +231,7 @@ pub struct PublishArgs {
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Push an image to its ECR repository, only when its inputs changed
+    #[command(after_help = IMAGE_PUSH_HELP)]
     Push(ImagePushArgs),
 }
 

@@ -56,6 +56,20 @@ fn every_command_has_help() {
         assert!(help.contains("Usage: gantry"), "{command:?}: {help}");
         assert!(help.contains("--output"), "{command:?} takes the global flags: {help}");
     }
+    // The commands that ship something teach by example, and say how they end.
+    for (command, example) in [
+        (&["package"][..], "gantry package --version 1.4.0"),
+        (&["publish"], "gantry --env prd publish"),
+        (&["image", "push"], "gantry --env prd image push --version 1.4.0"),
+        (&["deploy"], "gantry --env dev deploy --version 1.4.0"),
+        (&["rollback"], "gantry --env dev rollback --to 1.4.0"),
+        (&["release"], "gantry release --dry-run"),
+    ] {
+        let out = gantry(dir.path()).args(command).arg("--help").assert().success();
+        let help = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        assert!(help.contains("Examples:") && help.contains(example), "{command:?}: {help}");
+        assert!(help.to_lowercase().contains("exit"), "{command:?} says its exit codes: {help}");
+    }
     let top = gantry(dir.path()).arg("--help").assert().success();
     let top = String::from_utf8_lossy(&top.get_output().stdout).into_owned();
     for word in ["Exit codes", "GANTRY_ENVIRONMENTS__PRD__RELEASE_BUCKET", "130 interrupted"] {
