@@ -80,6 +80,40 @@ digest gantry computed; a tag in an immutable repository is never moved.
 Exit codes: 2 unknown image, missing source or repository, or a tag that points elsewhere
 in an immutable repository; 1 the push failed.";
 
+const PIPELINE_START_HELP: &str = "\
+Examples:
+  gantry --env prd pipeline start                  # the latest published release
+  gantry --env prd pipeline start --version 1.4.0  # a given published release
+
+Without --version: the highest version whose release.json is committed in the release
+bucket. When publishing already started an execution of that release (the S3 source saw
+the object), that execution is printed and nothing is started (--new starts one anyway);
+else one starts with the S3 source pinned to the release's object version and the
+pipeline variable `version` set, so the two agree. Prints the execution id.
+Exit codes: 2 no pipeline in gantry.toml or nothing published, 1 the pipeline or a call
+failed.";
+
+const PIPELINE_WATCH_HELP: &str = "\
+Examples:
+  gantry --env prd pipeline watch                   # the latest execution
+  gantry --env prd pipeline watch --execution ID --timeout 45m
+
+Prints each action as it starts and ends, a failed action's error and log link, and the
+exact `gantry approve` command while a manual approval waits. Ctrl-C stops watching; the
+pipeline goes on.
+Exit codes: 0 the execution succeeded, 5 its approval was rejected, 1 it failed or the
+timeout passed, 130 interrupted.";
+
+const APPROVAL_HELP: &str = "\
+Examples:
+  gantry --env prd approve --comment \"ship it\"
+  gantry --env prd reject --execution ID --comment \"not today\"
+
+Finds the manual approval waiting in the environment's pipeline (it must belong to
+--execution when given) and records the decision with who made it: the AWS caller, or the
+GitHub actor inside Actions.
+Exit codes: 5 nothing is waiting, or it waits for another execution; 1 the call failed.";
+
 const AFTER_HELP: &str = "\
 Configuration is read from gantry.toml in the current directory or the nearest parent
 (or --config). Settings resolve as: command-line flag > GANTRY_* environment variable >
@@ -156,8 +190,10 @@ pub enum Command {
     #[command(subcommand)]
     Pipeline(PipelineCommand),
     /// Approve the pending manual approval of the environment's pipeline
+    #[command(after_help = APPROVAL_HELP)]
     Approve(ApprovalArgs),
     /// Reject the pending manual approval of the environment's pipeline
+    #[command(after_help = APPROVAL_HELP)]
     Reject(ApprovalArgs),
     /// Cut the environment's targets over to a release, health-gated, rolling back on failure
     #[command(after_help = DEPLOY_HELP)]
@@ -247,8 +283,10 @@ pub struct ImagePushArgs {
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
     /// Start the environment's pipeline for a published release
+    #[command(after_help = PIPELINE_START_HELP)]
     Start(PipelineStartArgs),
     /// Follow an execution stage by stage until it ends
+    #[command(after_help = PIPELINE_WATCH_HELP)]
     Watch(PipelineWatchArgs),
     /// The latest executions and the state of each stage
     Status,

@@ -64,6 +64,10 @@ fn every_command_has_help() {
         (&["deploy"], "gantry --env dev deploy --version 1.4.0"),
         (&["rollback"], "gantry --env dev rollback --to 1.4.0"),
         (&["release"], "gantry release --dry-run"),
+        (&["pipeline", "start"], "gantry --env prd pipeline start --version 1.4.0"),
+        (&["pipeline", "watch"], "gantry --env prd pipeline watch"),
+        (&["approve"], "gantry --env prd approve --comment"),
+        (&["reject"], "gantry --env prd reject --execution ID"),
     ] {
         let out = gantry(dir.path()).args(command).arg("--help").assert().success();
         let help = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
