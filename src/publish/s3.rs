@@ -379,8 +379,9 @@ impl Bucket {
         match completed {
             Ok(out) => {
                 let version_id = out.version_id().map(str::to_owned);
-                // The full-object checksum S3 answers with must be the one gantry computed.
-                if let Some(actual) = out.checksum_crc64_nvme()
+                // The full-object checksum S3 answers with must be the one gantry computed (a
+                // composite one, `...-N`, is of the parts: `verify` decides then).
+                if let Some(actual) = out.checksum_crc64_nvme().filter(|c| !c.contains('-'))
                     && actual != expected.checksum
                 {
                     return Err(self.reject(key, version_id.as_deref(), &expected.checksum, actual.to_owned()).await);
@@ -595,9 +596,10 @@ impl Bucket {
             // uploaded it, and objects that failed were deleted: the recorded SHA-256 decides.
             _ => true,
         };
-        // S3's CRC64NVME is always of the whole object, whoever uploaded it and however.
-        let crc = match (&remote.checksum_crc64nvme, file.crc64nvme) {
-            (Some(c), Some(local)) => *c == b64_crc(local),
+        // S3's CRC64NVME is always of the whole object, whoever uploaded it and however
+        // (a composite one, `...-N`, from an S3-compatible store, is not comparable).
+        let crc = match (Algorithm::Crc64Nvme.reported(remote), file.crc64nvme) {
+            (Some(c), Some(local)) => c == b64_crc(local),
             _ => true,
         };
         remote.size == file.size && recorded && checksum && crc
@@ -724,7 +726,9 @@ impl Algorithm {
     fn reported(self, remote: &Remote) -> Option<&str> {
         match self {
             Algorithm::Sha256 => remote.checksum_sha256.as_deref(),
-            Algorithm::Crc64Nvme => remote.checksum_crc64nvme.as_deref(),
+            // S3 keeps CRC64NVME only for the whole object; a composite value (`...-N`, as
+            // some S3-compatible stores write) is of the parts and cannot be compared.
+            Algorithm::Crc64Nvme => remote.checksum_crc64nvme.as_deref().filter(|c| !c.contains('-')),
         }
     }
 }
@@ -894,6 +898,33 @@ mod tests {
         assert_eq!(found.get(&3), Some(&<[u8; 16]>::from(Md5::digest(chunks[2]))), "the short last part");
         // Only the listed parts are read.
         assert_eq!(part_md5s(&path, 1000, &sent[2..]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_stored_object_is_ours_when_its_whole_object_crc64nvme_is_the_files() {
+        let path = Path::new("blob.zip");
+        let data = b"123456789";
+        let sha256: [u8; 32] = Sha256::digest(data).into();
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, data);
+        let file = LocalFile { path, size: 9, sha256, crc64nvme: Some(crc) };
+        let remote = |checksum_crc64nvme: Option<&str>| Remote {
+            size: 9,
+            recorded_sha256: Some(hex(&sha256)),
+            checksum_sha256: None,
+            checksum_crc64nvme: checksum_crc64nvme.map(str::to_owned),
+            etag: None,
+            version_id: None,
+        };
+        assert!(Bucket::holds(&remote(Some("rosUhgp5mIg=")), &file));
+        assert!(!Bucket::holds(&remote(Some("AAAAAAAAAAE=")), &file), "other bytes under the same metadata");
+        assert!(Bucket::holds(&remote(None), &file), "no CRC kept: the recorded SHA-256 decides");
+        // A composite CRC64NVME (of the parts, `-N`) is not the object's: not compared, and
+        // not taken for the full-object checksum an upload is verified by.
+        assert!(Bucket::holds(&remote(Some("sP7gLb80aAY=-4")), &file));
+        assert_eq!(Algorithm::Crc64Nvme.reported(&remote(Some("sP7gLb80aAY=-4"))), None);
+        assert_eq!(Algorithm::Crc64Nvme.reported(&remote(Some("rosUhgp5mIg="))), Some("rosUhgp5mIg="));
+        // Without the file's CRC (an older release.json), S3's is not compared either.
+        assert!(Bucket::holds(&remote(Some("AAAAAAAAAAE=")), &LocalFile { crc64nvme: None, ..file }));
     }
 
     #[test]
