@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
@@ -299,23 +300,24 @@ impl Bucket {
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(Option<String>, Expected), S3Error> {
-        let sha256 = file.sha256;
         self.abort_abandoned(key).await;
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.name)
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_type(ChecksumType::FullObject)
-            .content_type(content_type(key))
-            .metadata(SHA256_META, hex(&sha256))
-            .send()
-            .await
-            .map_err(|e| self.classify("CreateMultipartUpload", key, e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let (upload_id, checksums) = match self.create_upload(key, file, Checksums::Crc64Nvme).await {
+            Ok(id) => (id, Checksums::Crc64Nvme),
+            // An S3-compatible store without S3's full-object checksums: the parts are then
+            // checked by their ETags (MD5s), as on a store that ignores the request.
+            Err(e) if refuses_checksums(&e) => {
+                tracing::warn!(
+                    key,
+                    error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                    "the endpoint refuses CRC64NVME full-object checksums; parts are checked by their ETags instead"
+                );
+                let id = self.create_upload(key, file, Checksums::None).await;
+                (id.map_err(|e| self.classify("CreateMultipartUpload", key, e))?, Checksums::None)
+            }
+            Err(e) => return Err(self.classify("CreateMultipartUpload", key, e)),
+        };
 
-        let mut parts = match self.upload_parts(key, file, &upload_id, cancel, progress).await {
+        let mut parts = match self.upload_parts(key, file, &upload_id, checksums, cancel, progress).await {
             Ok(parts) => parts,
             Err(e) => {
                 self.abort(key, &upload_id).await;
@@ -329,11 +331,11 @@ impl Bucket {
                 parts
                     .iter()
                     .map(|p| {
-                        CompletedPart::builder()
-                            .part_number(p.number)
-                            .e_tag(&p.etag)
-                            .checksum_crc64_nvme(b64_crc(p.crc64))
-                            .build()
+                        let part = CompletedPart::builder().part_number(p.number).e_tag(&p.etag);
+                        match checksums {
+                            Checksums::Crc64Nvme => part.checksum_crc64_nvme(b64_crc(p.crc64)).build(),
+                            Checksums::None => part.build(),
+                        }
                     })
                     .collect(),
             ))
@@ -344,15 +346,16 @@ impl Bucket {
             .bucket(&self.name)
             .key(key)
             .upload_id(&upload_id)
-            .multipart_upload(completed)
-            .checksum_type(ChecksumType::FullObject)
-            .checksum_crc64_nvme(&expected.checksum);
+            .multipart_upload(completed);
+        if checksums == Checksums::Crc64Nvme {
+            request = request.checksum_type(ChecksumType::FullObject).checksum_crc64_nvme(&expected.checksum);
+        }
         request = match condition {
             Some(Condition::Absent) => request.if_none_match("*"),
             Some(Condition::Unchanged(etag)) => request.if_match(etag),
             None => request,
         };
-        let patient = aws_sdk_s3::config::Builder::default().timeout_config(
+        let patient = checksums.config().timeout_config(
             aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                 .operation_attempt_timeout(COMPLETE_ATTEMPT_TIMEOUT)
                 .build(),
@@ -395,6 +398,27 @@ impl Bucket {
         }
     }
 
+    /// Starts a multipart upload of `file`; its id.
+    async fn create_upload(
+        &self,
+        key: &str,
+        file: &LocalFile<'_>,
+        checksums: Checksums,
+    ) -> Result<String, SdkError<CreateMultipartUploadError, aws_sdk_s3::config::http::HttpResponse>> {
+        let mut request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .content_type(content_type(key))
+            .metadata(SHA256_META, hex(&file.sha256));
+        if checksums == Checksums::Crc64Nvme {
+            request = request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_type(ChecksumType::FullObject);
+        }
+        let created = request.customize().config_override(checksums.config()).send().await?;
+        Ok(created.upload_id().unwrap_or_default().to_owned())
+    }
+
     /// Reads `file` once, in order, on one blocking thread, while up to
     /// `PART_CONCURRENCY` parts are checksummed and sent. Fails with `Changed` when the
     /// bytes read are not the manifest's: their CRC64NVME, combined from the parts', must
@@ -405,6 +429,7 @@ impl Bucket {
         key: &str,
         file: &LocalFile<'_>,
         upload_id: &str,
+        checksums: Checksums,
         cancel: &AtomicBool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<Part>, S3Error> {
@@ -438,7 +463,7 @@ impl Bucket {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(S3Error::Interrupted);
                 }
-                self.upload_part(key, upload_id, number, bytes, progress).await
+                self.upload_part(key, upload_id, number, bytes, checksums, progress).await
             })
             .buffer_unordered(concurrency(part_size))
             .try_collect::<Vec<_>>()
@@ -472,11 +497,12 @@ impl Bucket {
         upload_id: &str,
         number: i32,
         bytes: Bytes,
+        checksums: Checksums,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Part, S3Error> {
         let len = bytes.len() as u64;
         let crc64 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
-        let out = self
+        let mut request = self
             .client
             .upload_part()
             .bucket(&self.name)
@@ -484,10 +510,13 @@ impl Bucket {
             .upload_id(upload_id)
             .part_number(number)
             .body(ByteStream::from(bytes.clone()))
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_crc64_nvme(b64_crc(crc64))
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX));
+        if checksums == Checksums::Crc64Nvme {
+            request = request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(b64_crc(crc64));
+        }
+        let out = request
             .customize()
+            .config_override(checksums.config())
             .disable_payload_signing()
             .send()
             .await
@@ -711,6 +740,41 @@ pub fn part_size(size: u64) -> u64 {
 /// of larger ones (files over 78 GiB), at least one.
 fn concurrency(part_size: u64) -> usize {
     usize::try_from(PART_CONCURRENCY as u64 * MIN_PART / part_size).unwrap_or(1).clamp(1, PART_CONCURRENCY)
+}
+
+/// What the requests of a multipart upload carry: S3's full-object CRC64NVME, or, for an
+/// endpoint that refuses it, no checksum at all (the parts are then checked by ETag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checksums {
+    Crc64Nvme,
+    None,
+}
+
+impl Checksums {
+    /// The client settings for these requests: with `None`, the SDK must not add a
+    /// checksum of its own either (it would send a CRC32 by default).
+    fn config(self) -> aws_sdk_s3::config::Builder {
+        let config = aws_sdk_s3::config::Builder::default();
+        match self {
+            Checksums::Crc64Nvme => config,
+            Checksums::None => {
+                config.request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            }
+        }
+    }
+}
+
+/// Whether `CreateMultipartUpload` failed because the endpoint does not implement the
+/// checksum it was asked for: `501 NotImplemented` (how R2 answered before it had
+/// CRC64NVME), or a `400` whose message is about the checksum.
+fn refuses_checksums<R: HasStatus>(err: &SdkError<CreateMultipartUploadError, R>) -> bool {
+    let code = err.code().unwrap_or_default();
+    let about_checksums = err.message().unwrap_or_default().to_ascii_lowercase().contains("checksum");
+    match status(err) {
+        Some(501) => true,
+        Some(400) => about_checksums && matches!(code, "InvalidArgument" | "InvalidRequest" | "NotImplemented"),
+        _ => code == "NotImplemented",
+    }
 }
 
 /// The checksum gantry gives an object: SHA-256 when put whole, CRC64NVME (full object)

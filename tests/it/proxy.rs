@@ -32,7 +32,15 @@ pub struct Faults {
     /// Hides every checksum in the server's answers (`x-amz-checksum-*` headers and
     /// `<Checksum...>` XML elements are renamed), as a server that keeps none would answer.
     pub strip_checksums: bool,
+    /// A store without checksums for multipart uploads: every multipart request (create,
+    /// part, complete) that carries a checksum header is answered `501 NotImplemented`
+    /// (as Cloudflare R2 answered algorithms it lacked) and its connection closed, without
+    /// passing it on. Single puts and requests without checksums pass.
+    pub refuse_checksum_algorithm: bool,
 }
+
+const NOT_IMPLEMENTED_BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code>\
+<Message>Header 'x-amz-checksum-algorithm' with value 'CRC64NVME' not implemented</Message></Error>";
 
 const DENIED: &str = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n\
 Content-Length: 169\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
@@ -157,6 +165,20 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
         };
         log_request_lines(&buf[..n], &mut carry, &state);
         let faults = state.lock().unwrap().faults.clone();
+        if faults.refuse_checksum_algorithm && multipart_with_checksum(&buf[..n]) {
+            let answer = format!(
+                "HTTP/1.1 501 Not Implemented\r\nContent-Type: application/xml\r\nConnection: close\r\n\
+                 Content-Length: {}\r\n\r\n{}",
+                NOT_IMPLEMENTED_BODY.len(),
+                NOT_IMPLEMENTED_BODY
+            );
+            // The server never sees the request, so it answers nothing on this connection
+            // meanwhile: this answer cannot interleave with one of its own.
+            let _ = c_read.write_all(answer.as_bytes());
+            let _ = c_read.shutdown(Shutdown::Both);
+            let _ = s_write.shutdown(Shutdown::Both);
+            break;
+        }
         if faults.corrupt_checksums {
             corrupt_header(&mut buf[..n], b"x-amz-checksum-sha256:");
         }
@@ -185,6 +207,21 @@ fn pipe(client: TcpStream, server: TcpStream, state: Arc<Mutex<State>>) {
     }
     let _ = s_write.shutdown(Shutdown::Write);
     let _ = back.join();
+}
+
+/// Whether `bytes` hold the head of a multipart request (`POST ?uploads`, `PUT
+/// ?partNumber=`, `POST ?uploadId=`) carrying a checksum header. A head split across two
+/// reads is missed; these are small.
+fn multipart_with_checksum(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let line = head.lines().next().unwrap_or_default();
+    let multipart = (line.starts_with("post ") || line.starts_with("put "))
+        && ["?uploads", "partnumber=", "uploadid="].iter().any(|p| line.contains(p));
+    multipart
+        && ["\r\nx-amz-checksum-", "\r\nx-amz-sdk-checksum-algorithm:", "\r\nx-amz-trailer:"]
+            .iter()
+            .any(|h| head.contains(h))
 }
 
 /// Reads one request's head and answers it with `DENIED`.

@@ -269,6 +269,32 @@ fn a_manifest_from_before_crc64nvme_is_published_by_its_sha256() {
 }
 
 #[test]
+fn a_store_that_refuses_multipart_checksums_gets_its_parts_checked_by_etag() {
+    let Proxied { s, dir, bucket, proxy } = proxied("9.0.0", 20 << 20);
+    // Every multipart request carrying a checksum header is refused (501), so the publish
+    // only lands if, after the refused CreateMultipartUpload, neither gantry nor the SDK
+    // sends one.
+    proxy.set_faults(Faults { refuse_checksum_algorithm: true, ..Faults::default() });
+    let out = publish(dir.path(), &proxy.url(), &[]).success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("refuses CRC64NVME full-object checksums"), "{stderr}");
+    let creates = proxy.requests().into_iter().filter(|r| r.starts_with("POST ") && r.ends_with("?uploads")).count();
+    assert_eq!(creates, 2, "asked with the checksum, then without: {:?}", proxy.requests());
+    // What is stored is the packaged zip, byte for byte, and nothing is left in progress.
+    let key = "releases/shop/9.0.0/blob-9.0.0.zip";
+    let copy = dir.path().join("copy.zip");
+    aws(s, &["s3api", "get-object", "--bucket", &bucket, "--key", key, copy.to_str().unwrap()]);
+    assert!(std::fs::read(&copy).unwrap() == std::fs::read(dir.path().join("dist/blob-9.0.0.zip")).unwrap());
+    assert!(keys(s, &bucket).iter().any(|k| k.ends_with("release.json")));
+    let uploads = aws(s, &["s3api", "list-multipart-uploads", "--bucket", &bucket]);
+    assert!(uploads["Uploads"].as_array().is_none_or(Vec::is_empty), "{uploads}");
+    // And the release is whole: publishing it again sends nothing.
+    proxy.clear();
+    publish(dir.path(), &proxy.url(), &[]).success();
+    assert!(writes(&proxy).is_empty(), "{:?}", proxy.requests());
+}
+
+#[test]
 fn bad_setup_is_named_with_a_hint() {
     let s = services();
     let dir = tempfile::tempdir().unwrap();
