@@ -24,6 +24,9 @@
 //!   is checked by ETag instead: each part's ETag must be the MD5 of the bytes sent, and
 //!   the object's ETag the MD5 of those MD5s, `-N`, as S3 defines it. Only when neither
 //!   is available (an ETag that is not an MD5) is the object read back and hashed.
+//! - An endpoint that refuses CRC64NVME at `CreateMultipartUpload` (an S3-compatible store
+//!   without it) gets the upload again without any checksum header (`Checksums::None`),
+//!   checked by ETag as above; the CRC of the bytes sent is still the manifest's.
 //!
 //! Large files go up as multipart uploads: one thread reads the file in order, and at
 //! most `PART_CONCURRENCY` parts are checksummed and sent at a time: about 80 MiB of
@@ -962,6 +965,27 @@ mod tests {
         assert_eq!(found.get(&3), Some(&<[u8; 16]>::from(Md5::digest(chunks[2]))), "the short last part");
         // Only the listed parts are read.
         assert_eq!(part_md5s(&path, 1000, &sent[2..]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_a_refused_checksum_makes_a_multipart_upload_go_without_one() {
+        let refused = |status: u16, code: &str, message: &str| {
+            let meta = aws_sdk_s3::error::ErrorMetadata::builder().code(code).message(message).build();
+            let raw = aws_sdk_s3::config::http::HttpResponse::new(
+                status.try_into().unwrap(),
+                aws_sdk_s3::primitives::SdkBody::empty(),
+            );
+            refuses_checksums(&SdkError::service_error(CreateMultipartUploadError::generic(meta), raw))
+        };
+        let r2 = "Header 'x-amz-checksum-algorithm' with value 'CRC64NVME' not implemented";
+        assert!(refused(501, "NotImplemented", r2));
+        assert!(refused(400, "InvalidArgument", "Unsupported checksum type FULL_OBJECT"));
+        assert!(refused(400, "InvalidRequest", "Checksum algorithm CRC64NVME is not supported"));
+        // Anything else is an error to report, not a reason to upload unchecked.
+        assert!(!refused(400, "InvalidArgument", "Invalid storage class"));
+        assert!(!refused(403, "AccessDenied", "checksum"));
+        assert!(!refused(404, "NoSuchBucket", "The specified bucket does not exist"));
+        assert!(!refused(500, "InternalError", "We encountered an internal error"));
     }
 
     #[test]
