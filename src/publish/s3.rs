@@ -41,6 +41,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError;
+
+use crate::package::manifest::crc64nvme_b64 as b64_crc;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
@@ -387,7 +389,7 @@ impl Bucket {
                 let version_id = out.version_id().map(str::to_owned);
                 // The full-object checksum S3 answers with must be the one gantry computed (a
                 // composite one, `...-N`, is of the parts: `verify` decides then).
-                if let Some(actual) = out.checksum_crc64_nvme().filter(|c| !c.contains('-'))
+                if let Some(actual) = out.checksum_crc64_nvme().filter(|c| whole_object(c))
                     && actual != expected.checksum
                 {
                     return Err(self.reject(key, version_id.as_deref(), &expected.checksum, actual.to_owned()).await);
@@ -481,15 +483,19 @@ impl Bucket {
             return Err(changed(format!("{size} bytes"), format!("{sent} bytes")));
         }
         match (crc64nvme, digest) {
-            (Some(recorded), _) if whole_crc64(&parts) != recorded => Err(changed(
-                format!("crc64nvme {}", b64_crc(recorded)),
-                format!("crc64nvme {}", b64_crc(whole_crc64(&parts))),
-            )),
-            (None, Some(digest)) if digest != sha256 => {
-                Err(changed(format!("sha256 {}", hex(&sha256)), format!("sha256 {}", hex(&digest))))
+            (Some(recorded), _) => {
+                let sent = whole_crc64(&parts);
+                if sent != recorded {
+                    let crc = |c| format!("crc64nvme {}", b64_crc(c));
+                    return Err(changed(crc(recorded), crc(sent)));
+                }
             }
-            _ => Ok(parts),
+            (None, Some(digest)) if digest != sha256 => {
+                return Err(changed(format!("sha256 {}", hex(&sha256)), format!("sha256 {}", hex(&digest))));
+            }
+            _ => {}
         }
+        Ok(parts)
     }
 
     /// Sends one part and checks what the server says it received: the CRC64NVME it
@@ -517,13 +523,12 @@ impl Bucket {
         if checksums == Checksums::Crc64Nvme {
             request = request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_crc64_nvme(b64_crc(crc64));
         }
-        let out = request
-            .customize()
-            .config_override(checksums.config())
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| self.classify("UploadPart", key, e))?;
+        let mut request = request.customize().disable_payload_signing();
+        if checksums == Checksums::None {
+            // Only then: the parts of a usual upload keep the client's settings as they are.
+            request = request.config_override(checksums.config());
+        }
+        let out = request.send().await.map_err(|e| self.classify("UploadPart", key, e))?;
         progress(len);
         let etag = out.e_tag().unwrap_or_default().to_owned();
         let echoed = match out.checksum_crc64_nvme() {
@@ -623,7 +628,7 @@ impl Bucket {
         let recorded = remote.recorded_sha256.as_deref() == Some(hex(&file.sha256).as_str());
         let checksum = match &remote.checksum_sha256 {
             // A whole-object checksum must be this file's.
-            Some(c) if file.size <= MULTIPART_THRESHOLD && !c.contains('-') => *c == b64(&file.sha256),
+            Some(c) if file.size <= MULTIPART_THRESHOLD && whole_object(c) => *c == b64(&file.sha256),
             // A multipart object's composite checksum was checked part by part when gantry
             // uploaded it, and objects that failed were deleted: the recorded SHA-256 decides.
             _ => true,
@@ -795,9 +800,14 @@ impl Algorithm {
             Algorithm::Sha256 => remote.checksum_sha256.as_deref(),
             // S3 keeps CRC64NVME only for the whole object; a composite value (`...-N`, as
             // some S3-compatible stores write) is of the parts and cannot be compared.
-            Algorithm::Crc64Nvme => remote.checksum_crc64nvme.as_deref().filter(|c| !c.contains('-')),
+            Algorithm::Crc64Nvme => remote.checksum_crc64nvme.as_deref().filter(|c| whole_object(c)),
         }
     }
+}
+
+/// Whether an S3 checksum is of the whole object, not a composite of its parts' (`...-N`).
+fn whole_object(checksum: &str) -> bool {
+    !checksum.contains('-')
 }
 
 /// The whole object's CRC64NVME, from its parts' (in order) as they were sent: what S3's
@@ -882,11 +892,6 @@ async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
 
 pub fn b64(digest: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
-}
-
-/// A CRC64NVME as S3 writes it: base64 of its 8 big-endian bytes.
-fn b64_crc(crc: u64) -> String {
-    crate::package::manifest::crc64nvme_b64(crc)
 }
 
 pub fn hex(digest: &[u8]) -> String {
